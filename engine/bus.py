@@ -1,0 +1,108 @@
+"""The event bus: ordered lifecycle events for every subscriber, coalesced progress.
+
+Publishing never waits on a subscriber. Lifecycle events are rare (a handful per task)
+and queue per subscriber; progress is kept as one slot per subscriber that each tick
+overwrites, so a slow reader sees the latest state and never a backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from engine.events import Event, ProgressUpdated
+
+MAX_BACKLOG = 10_000
+"""Lifecycle events a subscriber may fall behind by before it is cut off."""
+
+
+class Subscription:
+    """An async iterator over the events published after it was made."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self._bus = bus
+        self._queue: deque[Event] = deque()
+        self._progress: ProgressUpdated | None = None
+        self._wake = asyncio.Event()
+        self._closed = False
+        self.overflowed = False
+        """True if this subscriber fell so far behind that it was cut off."""
+
+    def _push(self, event: Event) -> None:
+        if self._closed:
+            return
+        if len(self._queue) >= MAX_BACKLOG:
+            # A reader this far behind is gone or stuck; dropping it keeps memory bounded.
+            self.overflowed = True
+            self.close()
+            return
+        self._queue.append(event)
+        self._wake.set()
+
+    def _offer_progress(self, event: ProgressUpdated) -> None:
+        if not self._closed:
+            self._progress = event
+            self._wake.set()
+
+    def close(self) -> None:
+        """Stop the iteration; pending events are dropped."""
+        self._closed = True
+        self._bus._unsubscribe(self)
+        self._wake.set()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        while True:
+            if self._closed:
+                raise StopAsyncIteration
+            if self._queue:
+                return self._queue.popleft()
+            if self._progress is not None:
+                event, self._progress = self._progress, None
+                return event
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventBus:
+    """Fans events out to subscribers without ever blocking the publisher."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscription] = []
+
+    def subscribe(self) -> Subscription:
+        """A new subscription receiving every event published from now on."""
+        sub = Subscription(self)
+        self._subscribers.append(sub)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        if sub in self._subscribers:
+            self._subscribers.remove(sub)
+
+    def publish(self, event: Event) -> None:
+        """Deliver an event: progress is coalesced, everything else queued in order."""
+        if isinstance(event, ProgressUpdated):
+            for sub in list(self._subscribers):
+                sub._offer_progress(event)
+        else:
+            for sub in list(self._subscribers):
+                sub._push(event)
+
+    def close(self) -> None:
+        """End every subscription."""
+        for sub in list(self._subscribers):
+            sub.close()
+
+    @property
+    def subscriber_count(self) -> int:
+        """How many subscriptions are open."""
+        return len(self._subscribers)

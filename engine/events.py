@@ -1,0 +1,189 @@
+"""Typed events the engine publishes, named in the past tense like aiohttp's tracing signals.
+
+Lifecycle events reach every subscriber in order. :class:`ProgressUpdated` is the only
+high-rate event and is coalesced: a subscriber only ever sees the latest one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.models import EngineSnapshot, TaskSnapshot
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every engine event."""
+
+    time: float
+    """Wall-clock time the event happened."""
+
+
+@dataclass(frozen=True)
+class TaskEvent(Event):
+    """An event about one task."""
+
+    task_id: int
+    """The task it is about."""
+
+
+@dataclass(frozen=True)
+class TaskAdded(TaskEvent):
+    """A task entered the queue."""
+
+    task: TaskSnapshot
+    """The new task's state."""
+
+
+@dataclass(frozen=True)
+class TaskStarted(TaskEvent):
+    """A task took a download slot and began probing."""
+
+    url: str
+    """The URL, with any password removed."""
+
+
+@dataclass(frozen=True)
+class TaskProbed(TaskEvent):
+    """The first response arrived: size, name and range support are known."""
+
+    name: str
+    """File name chosen."""
+    path: str
+    """Final path the file will have."""
+    size: int | None
+    """Total bytes, if known."""
+    resumable: bool
+    """Whether the server honours ranges."""
+    final_url: str
+    """URL after redirects."""
+
+
+@dataclass(frozen=True)
+class TaskRestarted(TaskEvent):
+    """The remote file changed since the partial download, so it started again from zero."""
+
+    reason: str
+    """Why, one line."""
+
+
+@dataclass(frozen=True)
+class TaskPaused(TaskEvent):
+    """A task was paused; its progress is kept."""
+
+
+@dataclass(frozen=True)
+class TaskResumed(TaskEvent):
+    """A paused, failed or cancelled task was queued again."""
+
+
+@dataclass(frozen=True)
+class TaskRetrying(TaskEvent):
+    """A connection of a task failed transiently and will retry."""
+
+    reason: str
+    """What went wrong, one line."""
+    kind: str
+    """Short machine-readable cause: timeout, connection, http_5xx, http_429, ..."""
+    delay: float
+    """Seconds until the retry."""
+    attempt: int
+    """Attempt number since the last progress."""
+
+
+@dataclass(frozen=True)
+class SegmentFinished(TaskEvent):
+    """One byte range of a task is complete."""
+
+    start: int
+    """First byte of the range."""
+    end: int
+    """One past the last byte."""
+
+
+@dataclass(frozen=True)
+class TaskVerifying(TaskEvent):
+    """All bytes are in; the checksum is being computed."""
+
+
+@dataclass(frozen=True)
+class TaskCompleted(TaskEvent):
+    """A task finished and its file is in place."""
+
+    path: str
+    """Final path of the file."""
+    size: int
+    """Bytes in the file."""
+    duration: float
+    """Seconds spent downloading (paused time excluded)."""
+
+
+@dataclass(frozen=True)
+class TaskFailed(TaskEvent):
+    """A task stopped for good; its partial file is kept for a retry."""
+
+    reason: str
+    """Why, one line, e.g. ``HTTP 404 Not Found``."""
+
+
+@dataclass(frozen=True)
+class TaskCancelled(TaskEvent):
+    """A task was cancelled by the user."""
+
+
+@dataclass(frozen=True)
+class TaskRemoved(TaskEvent):
+    """A task left the engine."""
+
+    deleted_files: bool
+    """Whether its partial file was deleted."""
+
+
+@dataclass(frozen=True)
+class TaskMoved(TaskEvent):
+    """A queued task moved in the queue."""
+
+    position: int
+    """Its new index in the task list."""
+
+
+@dataclass(frozen=True)
+class LimitChanged(Event):
+    """A speed limit changed."""
+
+    task_id: int | None
+    """The task whose limit changed, or None for the global limit."""
+    limit: int | None
+    """The new limit in bytes per second, None for unlimited."""
+
+
+@dataclass(frozen=True)
+class ProgressUpdated(Event):
+    """The latest state of every task; published each tick and coalesced."""
+
+    snapshot: EngineSnapshot
+    """The engine's state."""
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (
+        TaskAdded,
+        TaskStarted,
+        TaskProbed,
+        TaskRestarted,
+        TaskPaused,
+        TaskResumed,
+        TaskRetrying,
+        SegmentFinished,
+        TaskVerifying,
+        TaskCompleted,
+        TaskFailed,
+        TaskCancelled,
+        TaskRemoved,
+        TaskMoved,
+        LimitChanged,
+        ProgressUpdated,
+    )
+}
+"""Every concrete event class by name, for decoding."""

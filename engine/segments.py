@@ -1,0 +1,59 @@
+"""Segment planning: how a file's missing bytes are shared among connections. Pure, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass
+class Segment:
+    """A range ``[start, end)`` assigned to at most one connection; ``pos`` is the next byte."""
+
+    start: int
+    """First byte of the range."""
+    end: int
+    """One past the last byte; shrinks when another connection takes over the tail."""
+    pos: int
+    """Next byte to fetch; ``start <= pos <= end``."""
+
+    @property
+    def remaining(self) -> int:
+        """Bytes still to fetch."""
+        return max(0, self.end - self.pos)
+
+
+def initial_plan(
+    gaps: Sequence[tuple[int, int]], connections: int, min_split: int
+) -> list[Segment]:
+    """Cut the missing ranges into about ``connections`` segments of at least ``min_split``.
+
+    Each gap becomes at least one segment; the largest pieces are halved until there are
+    ``connections`` of them or none is big enough to halve.
+    """
+    segments = [Segment(s, e, s) for s, e in gaps if e > s]
+    while len(segments) < connections:
+        new = split_largest(segments, min_split)
+        if new is None:
+            break
+        segments.append(new)
+    segments.sort(key=lambda seg: seg.start)
+    return segments
+
+
+def split_largest(segments: Iterable[Segment], min_split: int) -> Segment | None:
+    """Take over the back half of the segment with the most bytes left.
+
+    The chosen segment's ``end`` moves to the midpoint of what it has left, and the new
+    segment covers the rest. Nothing is split into a piece smaller than ``min_split``.
+    """
+    victim: Segment | None = None
+    for seg in segments:
+        if victim is None or seg.remaining > victim.remaining:
+            victim = seg
+    if victim is None or victim.remaining < 2 * max(1, min_split):
+        return None
+    mid = victim.pos + victim.remaining // 2
+    new = Segment(mid, victim.end, mid)
+    victim.end = mid
+    return new
