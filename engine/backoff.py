@@ -14,12 +14,12 @@ def backoff_delay(
 ) -> float:
     """Seconds to wait before retry number ``attempt`` (1-based): uniform in [0, min(cap, base*2^(n-1))]."""
     ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
-    r: float = rand.random() if rand is not None else random.random()
+    r = float(rand.random() if rand is not None else random.random())
     return r * ceiling
 
 
 def parse_retry_after(value: str | None, now: float, cap: float = 300.0) -> float | None:
-    """Seconds a ``Retry-After`` header asks for (delta-seconds or HTTP date), capped; None if absent or bad."""
+    """Seconds a ``Retry-After`` header asks for (seconds or HTTP date), capped; None if absent or bad."""
     if not value:
         return None
     value = value.strip()
