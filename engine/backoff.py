@@ -13,7 +13,7 @@ def backoff_delay(
     rand: random.Random | None = None,
 ) -> float:
     """Seconds to wait before retry number ``attempt`` (1-based): uniform in [0, min(cap, base*2^(n-1))]."""
-    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
+    ceiling = min(cap, base * 2.0 ** max(0, attempt - 1))
     r = float(rand.random() if rand is not None else random.random())
     return r * ceiling
 
