@@ -1,0 +1,136 @@
+"""The control file beside a part file: what is already on disk, written crash-safely.
+
+The data is fsynced before a control file claiming it is written, and the control file is
+replaced atomically (temp file, fsync, rename, directory fsync), so after ``kill -9`` the
+control file never claims a byte that is not on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONTROL_SUFFIX = ".part.json"
+PART_SUFFIX = ".part"
+VERSION = 1
+
+
+@dataclass
+class ControlData:
+    """What a control file records about one partial download."""
+
+    url: str
+    """The URL as given, with any password removed (used to match a restart to its file)."""
+    name: str
+    """The final file name the part file will take."""
+    size: int | None = None
+    """Total bytes, if known."""
+    resumable: bool = False
+    """Whether the server honoured ranges."""
+    etag: str | None = None
+    """Validator sent back as If-Range on resume."""
+    last_modified: str | None = None
+    """Validator used when there is no ETag."""
+    done: list[tuple[int, int]] = field(default_factory=list)
+    """Byte ranges ``[start, end)`` known to be on disk."""
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "version": VERSION,
+            "url": self.url,
+            "name": self.name,
+            "size": self.size,
+            "resumable": self.resumable,
+            "etag": self.etag,
+            "last_modified": self.last_modified,
+            "done": [list(r) for r in self.done],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ControlData:
+        """Parse a dict from :meth:`to_json`; raises ValueError if it is not one."""
+        if not isinstance(data, dict) or data.get("version") != VERSION:
+            raise ValueError("not a fetchtop control file")
+        size = data.get("size")
+        done = [(int(a), int(b)) for a, b in data.get("done", [])]
+        if size is not None and any(a < 0 or b > size or a >= b for a, b in done):
+            raise ValueError("control file ranges out of bounds")
+        return cls(
+            url=str(data["url"]),
+            name=str(data["name"]),
+            size=None if size is None else int(size),
+            resumable=bool(data.get("resumable", False)),
+            etag=data.get("etag"),
+            last_modified=data.get("last_modified"),
+            done=done,
+        )
+
+
+def part_path(final_path: Path) -> Path:
+    """Where the partial data of ``final_path`` lives."""
+    return final_path.with_name(final_path.name + PART_SUFFIX)
+
+
+def control_path(final_path: Path) -> Path:
+    """Where the control file of ``final_path`` lives."""
+    return final_path.with_name(final_path.name + CONTROL_SUFFIX)
+
+
+def write_control(path: Path, data: ControlData) -> None:
+    """Replace the control file atomically and durably (blocking: call from a thread)."""
+    tmp = path.with_name(path.name + ".tmp")
+    payload = json.dumps(data.to_json(), separators=(",", ":")).encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, payload)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable, where the platform allows it."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def read_control(path: Path) -> ControlData | None:
+    """The control file's contents, or None if it is missing or unreadable."""
+    try:
+        return ControlData.from_json(json.loads(path.read_bytes()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def find_control_for(directory: Path, url: str) -> tuple[Path, ControlData] | None:
+    """A control file in ``directory`` for ``url`` whose part file still exists."""
+    try:
+        candidates = sorted(directory.glob("*" + CONTROL_SUFFIX))
+    except OSError:
+        return None
+    for path in candidates:
+        data = read_control(path)
+        if data is None or data.url != url:
+            continue
+        final = directory / data.name
+        if part_path(final).exists():
+            return path, data
+    return None
+
+
+def remove_quietly(*paths: Path) -> None:
+    """Delete files that may not exist."""
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()

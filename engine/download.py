@@ -1,0 +1,746 @@
+"""Running one download: probe, segmented fetch, crash-safe writes, verification, final rename."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import aiohttp
+from yarl import URL
+
+from engine import control
+from engine.backoff import backoff_delay, parse_retry_after
+from engine.control import ControlData
+from engine.events import (
+    Event,
+    SegmentFinished,
+    TaskCompleted,
+    TaskProbed,
+    TaskRestarted,
+    TaskRetrying,
+    TaskVerifying,
+)
+from engine.filenames import choose_name, unique_name
+from engine.http import (
+    DownloadError,
+    RemoteChanged,
+    Validators,
+    check_url,
+    classify,
+    parse_content_range,
+    redact,
+    request_headers,
+    ssl_option,
+    status_error,
+)
+from engine.models import MiB, TaskState
+from engine.ranges import RangeSet
+from engine.segments import Segment, initial_plan, split_largest
+from engine.task import Connection, Task
+from engine.tokenbucket import TokenBucket
+
+WRITE_BLOCK = MiB
+"""Bytes gathered before one positional write: large writes keep CPU per byte low."""
+SLOW_FACTOR = 0.1
+"""A connection below this fraction of its peers' median speed is restarted."""
+SLOW_GRACE = 5.0
+"""Seconds a connection runs before it can be judged slow."""
+
+
+class TooManyConnections(Exception):
+    """The server refused an extra connection (503/429 while others are open)."""
+
+
+class Context(Protocol):
+    """What a download needs from the engine that runs it."""
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The shared HTTP client session."""
+        ...
+
+    global_bucket: TokenBucket
+    backoff_base: float
+    backoff_cap: float
+    checkpoint_interval: float
+
+    def host_slot(self, host: str) -> asyncio.Semaphore:
+        """The semaphore capping connections to ``host`` across tasks."""
+        ...
+
+    def publish(self, event: Event) -> None:
+        """Publish an event on the engine's bus."""
+        ...
+
+    def received(self, nbytes: int) -> None:
+        """Count bytes that arrived, for engine-wide totals."""
+        ...
+
+    def path_taken(self, path: Path) -> bool:
+        """Whether another task already claimed ``path``."""
+        ...
+
+
+@dataclass
+class _Response:
+    """An open response and the host slot it holds."""
+
+    resp: aiohttp.ClientResponse
+    slot: asyncio.Semaphore
+
+    def close(self) -> None:
+        self.resp.release()
+        self.slot.release()
+
+
+class Download:
+    """One run of a task, from probe to final rename (or until paused or failed)."""
+
+    def __init__(self, task: Task, ctx: Context) -> None:
+        self.task = task
+        self.ctx = ctx
+        self.fd: int | None = None
+        self._ctrl_lock = asyncio.Lock()
+        self._numbers = 0
+        self._pending: list[Segment] = []
+        self._started = time.monotonic()
+        self._url = task.url
+
+    # ----- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Download the task to completion; raises DownloadError on failure."""
+        task = self.task
+        task.meter.start()
+        try:
+            await self._run()
+        finally:
+            task.meter.stop()
+            task.connections.clear()
+            await self._close_file()
+
+    async def _run(self) -> None:
+        task = self.task
+        url = check_url(task.url)
+        if not task.control_checked:
+            task.control_checked = True
+            await self._adopt_existing_control()
+        opened = await self._probe(url)
+        task.set_state(TaskState.DOWNLOADING)
+        checkpoints = asyncio.create_task(self._checkpoint_loop())
+        try:
+            if task.resumable and task.size is not None:
+                await self._fetch_segmented(opened)
+            else:
+                await self._fetch_whole(opened)
+        finally:
+            checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checkpoints
+            await self._checkpoint()
+        await self._finish()
+
+    async def _adopt_existing_control(self) -> None:
+        """Pick up a part file and control file left by an earlier run for the same URL."""
+        task = self.task
+        directory = Path(task.options.directory)
+        found: tuple[Path, ControlData] | None = None
+        if task.options.output:
+            name = choose_name(task.options.output, None, task.url)
+            data = await asyncio.to_thread(control.read_control, control.control_path(directory / name))
+            if data is not None and data.url == task.display_url:
+                found = (control.control_path(directory / name), data)
+        else:
+            found = await asyncio.to_thread(control.find_control_for, directory, task.display_url)
+        if found is None:
+            return
+        _, data = found
+        final = directory / data.name
+        if self.ctx.path_taken(final) or not control.part_path(final).exists():
+            return
+        task.name = data.name
+        task.path = final
+        task.size = data.size
+        task.resumable = data.resumable
+        task.etag = data.etag
+        task.last_modified = data.last_modified
+        task.done = RangeSet(data.done) if data.resumable else RangeSet()
+
+    # ----- requests --------------------------------------------------------------------------
+
+    async def _open(self, url: str, headers: dict[str, str]) -> _Response:
+        """Send a GET holding a host slot; the caller closes the result."""
+        opts = self.task.options
+        host = URL(url).host or ""
+        slot = self.ctx.host_slot(host)
+        await slot.acquire()
+        try:
+            resp = await self.ctx.session.get(
+                url,
+                headers={**request_headers(opts), **headers},
+                proxy=opts.proxy,
+                ssl=ssl_option(opts),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=opts.connect_timeout, sock_read=opts.timeout
+                ),
+                allow_redirects=True,
+                max_redirects=20,
+            )
+        except BaseException:
+            slot.release()
+            raise
+        return _Response(resp, slot)
+
+    async def _retry_wait(self, err: DownloadError, attempt: int) -> None:
+        """Sleep before retry ``attempt``, or raise when retrying cannot or may not go on."""
+        task = self.task
+        if err.permanent:
+            raise err
+        if attempt > task.options.retries:
+            raise DownloadError(f"{err.reason} (gave up after {task.options.retries} retries)", kind=err.kind)
+        delay = err.retry_after
+        if delay is None:
+            delay = backoff_delay(attempt, self.ctx.backoff_base, self.ctx.backoff_cap)
+        task.retries += 1
+        task.last_errors.append(err.reason)
+        self.ctx.publish(
+            TaskRetrying(time.time(), task.id, reason=err.reason, kind=err.kind, delay=delay, attempt=attempt)
+        )
+        await asyncio.sleep(delay)
+
+    def _if_range(self) -> str | None:
+        if not self.task.options.check_validators:
+            return None
+        return Validators(self.task.etag, self.task.last_modified).if_range()
+
+    async def _probe(self, url: object) -> _Response:
+        """The first request: learn size, name and range support; the response keeps streaming."""
+        task = self.task
+        task.set_state(TaskState.PROBING)
+        attempt = 0
+        while True:
+            resuming = bool(task.resumable and task.size is not None and task.done.covered)
+            start = task.done.gaps(task.size)[0][0] if resuming and task.size else 0
+            headers = {"Range": f"bytes={start}-"}
+            if_range = self._if_range() if resuming else None
+            if if_range:
+                headers["If-Range"] = if_range
+            try:
+                opened = await self._open(task.url, headers)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # every client failure is classified, none escapes raw
+                attempt += 1
+                await self._retry_wait(classify(exc), attempt)
+                continue
+            resp = opened.resp
+            if resp.status not in (200, 206):
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
+                opened.close()
+                attempt += 1
+                await self._retry_wait(status_error(resp.status, resp.reason, retry_after), attempt)
+                continue
+            try:
+                await self._accept_probe(opened, start, resuming)
+            except RemoteChanged as exc:
+                opened.close()
+                self._restart(str(exc))
+                continue
+            except BaseException:
+                opened.close()
+                raise
+            return opened
+
+    async def _accept_probe(self, opened: _Response, start: int, resuming: bool) -> None:
+        task = self.task
+        resp = opened.resp
+        validators = Validators.of(resp.headers)
+        if resp.status == 206:
+            cr = parse_content_range(resp.headers.get("Content-Range"))
+            if cr is None or cr[0] != start or cr[2] is None:
+                raise DownloadError(
+                    f"invalid Content-Range {resp.headers.get('Content-Range')!r} for bytes={start}-",
+                    permanent=True,
+                    kind="protocol",
+                )
+            total = cr[2]
+            if resuming and total != task.size:
+                raise RemoteChanged(f"remote size changed from {task.size} to {total} bytes")
+            if resuming and task.options.check_validators and _validators_differ(task, validators):
+                raise RemoteChanged("remote file changed (ETag/Last-Modified differ)")
+            task.resumable = True
+            task.size = total
+        else:
+            if resuming or task.done.covered:
+                why = "remote file changed" if self._if_range() else "server no longer honours ranges"
+                self._restart(f"{why}; downloading again from the start")
+            task.resumable = False
+            task.size = resp.content_length
+        task.etag, task.last_modified = validators.etag, validators.last_modified
+        task.final_url = redact(resp.url)
+        self._url = str(resp.url)
+        if task.path is None:
+            await self._choose_path(resp)
+        await self._open_file(fresh=not task.done.covered)
+        await self._checkpoint()
+        assert task.name is not None and task.path is not None
+        self.ctx.publish(
+            TaskProbed(
+                time.time(),
+                task.id,
+                name=task.name,
+                path=str(task.path),
+                size=task.size,
+                resumable=bool(task.resumable),
+                final_url=task.final_url,
+            )
+        )
+
+    def _restart(self, reason: str) -> None:
+        """Forget every byte on disk: the remote file is not the one they came from."""
+        task = self.task
+        task.done = RangeSet()
+        task.plan = []
+        task.size = None
+        task.resumable = None
+        task.etag = task.last_modified = None
+        self.ctx.publish(TaskRestarted(time.time(), task.id, reason=reason))
+
+    async def _choose_path(self, resp: aiohttp.ClientResponse) -> None:
+        task = self.task
+        directory = Path(task.options.directory)
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        name = choose_name(task.options.output, resp.headers.get("Content-Disposition"), str(resp.url))
+
+        def taken(candidate: str) -> bool:
+            final = directory / candidate
+            return (
+                self.ctx.path_taken(final)
+                or os.path.lexists(final)
+                or os.path.lexists(control.part_path(final))
+                or os.path.lexists(control.control_path(final))
+            )
+
+        task.name = await asyncio.to_thread(unique_name, name, taken)
+        task.path = directory / task.name
+        # Guards against a name that sanitising missed: the file must stay in the directory.
+        if task.path.parent != directory or task.path.name != task.name:
+            raise DownloadError(f"unsafe file name {task.name!r}", permanent=True, kind="name")
+
+    async def _open_file(self, fresh: bool) -> None:
+        task = self.task
+        assert task.part_path is not None
+        part = task.part_path
+        size = task.size
+
+        def open_part() -> int:
+            fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+            if fresh:
+                os.ftruncate(fd, 0)
+                if size:
+                    try:
+                        os.posix_fallocate(fd, 0, size)
+                    except OSError:
+                        os.ftruncate(fd, size)
+            return fd
+
+        await self._close_file()
+        self.fd = await asyncio.to_thread(open_part)
+
+    async def _close_file(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            await asyncio.to_thread(os.close, fd)
+
+    # ----- fetching --------------------------------------------------------------------------
+
+    async def _fetch_segmented(self, first: _Response) -> None:
+        task = self.task
+        assert task.size is not None
+        gaps = task.done.gaps(task.size)
+        if not gaps:
+            first.close()
+            return
+        task.plan = initial_plan(gaps, task.max_connections, task.options.min_split)
+        self._pending = list(task.plan[1:])
+        count = min(task.max_connections, len(task.plan))
+        watch = asyncio.create_task(self._slow_watch())
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._worker(task.plan[0], first))
+                for _ in range(count - 1):
+                    group.create_task(self._worker(None, None))
+        except* DownloadError as eg:
+            raise eg.exceptions[0] from None
+        except* RemoteChanged as eg:
+            # A range request saw another file: start over from the probe.
+            self._restart(str(eg.exceptions[0]))
+            raise DownloadError(str(eg.exceptions[0]), kind="changed") from None
+        finally:
+            watch.cancel()
+        missing = task.done.gaps(task.size)
+        if missing:
+            raise DownloadError(f"{sum(b - a for a, b in missing)} bytes missing after all connections ended")
+
+    def _next_segment(self) -> Segment | None:
+        task = self.task
+        if self._pending:
+            return self._pending.pop(0)
+        busy = [c.segment for c in task.connections.values() if c.segment is not None]
+        new = split_largest(busy, task.options.min_split)
+        if new is not None:
+            task.plan.append(new)
+        return new
+
+    async def _worker(self, segment: Segment | None, opened: _Response | None) -> None:
+        task = self.task
+        self._numbers += 1
+        conn = Connection(self._numbers)
+        task.connections[conn.number] = conn
+        try:
+            seg = segment if segment is not None else self._next_segment()
+            while seg is not None:
+                conn.segment = seg
+                try:
+                    await self._fetch_segment(conn, seg, opened)
+                except TooManyConnections:
+                    self._pending.append(seg)
+                    return
+                opened = None
+                self.ctx.publish(SegmentFinished(time.time(), task.id, start=seg.start, end=seg.end))
+                conn.segment = None
+                seg = self._next_segment()
+        finally:
+            conn.segment = None
+            task.connections.pop(conn.number, None)
+            if opened is not None:
+                opened.close()
+
+    async def _fetch_segment(self, conn: Connection, seg: Segment, opened: _Response | None) -> None:
+        task = self.task
+        attempt = 0
+        while seg.pos < seg.end:
+            progressed = False
+            try:
+                if opened is None:
+                    opened = await self._request_range(seg)
+                conn.started = time.monotonic()
+                conn.meter = type(conn.meter)(window=2.0)
+                conn.meter.start()
+                progressed = await self._stream(conn, seg, opened.resp)
+                if seg.pos < seg.end and not conn.restart_requested:
+                    raise DownloadError("body ended early (truncated transfer)", kind="truncated")
+            except (asyncio.CancelledError, TooManyConnections, RemoteChanged):
+                raise
+            except Exception as exc:  # classified below; permanent ones end the task
+                if conn.restart_requested:
+                    continue
+                if progressed:
+                    attempt = 0
+                attempt += 1
+                await self._retry_wait(classify(exc), attempt)
+            finally:
+                if opened is not None:
+                    opened.close()
+                    opened = None
+                if conn.restart_requested:
+                    conn.restart_requested = False
+        del task
+
+    async def _request_range(self, seg: Segment) -> _Response:
+        task = self.task
+        first, last = seg.pos, seg.end - 1
+        headers = {"Range": f"bytes={first}-{last}"}
+        if_range = self._if_range()
+        if if_range:
+            headers["If-Range"] = if_range
+        opened = await self._open(self._url, headers)
+        resp = opened.resp
+        try:
+            if resp.status in (503, 429) and len(task.connections) > 1:
+                # The server limits connections: carry on with fewer instead of failing.
+                task.max_connections = max(1, len(task.connections) - 1)
+                raise TooManyConnections()
+            if resp.status == 200:
+                if task.options.check_validators and _validators_differ(task, Validators.of(resp.headers)):
+                    raise RemoteChanged("remote file changed during the download")
+                raise DownloadError("server ignored the Range request", kind="protocol")
+            if resp.status != 206:
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
+                raise status_error(resp.status, resp.reason, retry_after)
+            cr = parse_content_range(resp.headers.get("Content-Range"))
+            if cr != (first, last, task.size):
+                raise DownloadError(
+                    f"wrong Content-Range {resp.headers.get('Content-Range')!r} for bytes={first}-{last}",
+                    kind="protocol",
+                )
+            if task.options.check_validators and _validators_differ(task, Validators.of(resp.headers)):
+                raise RemoteChanged("remote file changed during the download")
+        except BaseException:
+            opened.close()
+            raise
+        return opened
+
+    async def _stream(self, conn: Connection, seg: Segment, resp: aiohttp.ClientResponse) -> bool:
+        """Copy the body into the file until the segment's (moving) end; True if any byte came."""
+        task = self.task
+        content = resp.content
+        chunks: list[bytes] = []
+        buffered = 0
+        offset = seg.pos
+        progressed = False
+        global_bucket = self.ctx.global_bucket
+        try:
+            while seg.pos < seg.end and not conn.restart_requested:
+                limited = task.bucket.rate is not None or global_bucket.rate is not None
+                if limited:
+                    size = min(task.bucket.chunk_size(WRITE_BLOCK), global_bucket.chunk_size(WRITE_BLOCK))
+                    data = await content.read(size)
+                else:
+                    data = await content.readany()
+                if not data:
+                    break
+                room = seg.end - seg.pos
+                if len(data) > room:
+                    data = data[:room]
+                n = len(data)
+                chunks.append(data)
+                buffered += n
+                seg.pos += n
+                progressed = True
+                conn.meter.add(n)
+                task.meter.add(n)
+                self.ctx.received(n)
+                if buffered >= WRITE_BLOCK:
+                    await self._write(chunks, offset)
+                    offset += buffered
+                    chunks, buffered = [], 0
+                if limited:
+                    delay = max(task.bucket.reserve(n), global_bucket.reserve(n))
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+        finally:
+            if chunks:
+                await self._write(chunks, offset)
+        return progressed
+
+    async def _write(self, chunks: list[bytes], offset: int) -> None:
+        fd = self.fd
+        assert fd is not None
+        total = await asyncio.to_thread(_pwritev_all, fd, chunks, offset)
+        self.task.done.add(offset, offset + total)
+
+    async def _fetch_whole(self, first: _Response) -> None:
+        """A server without ranges: one stream from byte 0; a failure starts it over."""
+        task = self.task
+        opened: _Response | None = first
+        attempt = 0
+        while True:
+            if opened is None:
+                try:
+                    opened = await self._open(self._url, {})
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # classified; permanent ones end the task
+                    attempt += 1
+                    await self._retry_wait(classify(exc), attempt)
+                    continue
+                if opened.resp.status != 200:
+                    resp = opened.resp
+                    opened.close()
+                    opened = None
+                    attempt += 1
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
+                    await self._retry_wait(status_error(resp.status, resp.reason, retry_after), attempt)
+                    continue
+                task.size = opened.resp.content_length
+                task.done = RangeSet()
+            declared = task.size
+            seg = Segment(0, declared if declared is not None else sys.maxsize, 0)
+            task.plan = [seg]
+            conn = Connection(1, seg)
+            conn.meter.start()
+            task.connections = {1: conn}
+            try:
+                progressed = await self._stream(conn, seg, opened.resp)
+                if declared is not None and seg.pos < declared:
+                    raise DownloadError("body ended early (truncated transfer)", kind="truncated")
+                task.size = seg.pos
+                seg.end = seg.pos
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # classified; permanent ones end the task
+                if progressed_any(seg):
+                    attempt = 0
+                attempt += 1
+                err = classify(exc)
+                task.done = RangeSet()
+                task.plan = []
+                await self._retry_wait(err, attempt)
+            finally:
+                task.connections = {}
+                opened.close()
+                opened = None
+            del progressed
+
+    async def _slow_watch(self) -> None:
+        """Restart a connection far slower than its peers on its remaining bytes."""
+        task = self.task
+        while True:
+            await asyncio.sleep(1.0)
+            if task.bucket.rate is not None or self.ctx.global_bucket.rate is not None:
+                continue  # under a limit, slow is intended
+            conns = [c for c in task.connections.values() if c.segment is not None]
+            if len(conns) < 3:
+                continue
+            now = time.monotonic()
+            speeds = [c.meter.speed for c in conns]
+            median = statistics.median(speeds)
+            for c in conns:
+                seg = c.segment
+                if (
+                    seg is not None
+                    and now - c.started > SLOW_GRACE
+                    and c.meter.speed < median * SLOW_FACTOR
+                    and seg.remaining > task.options.min_split
+                ):
+                    c.restart_requested = True
+
+    # ----- persistence and the end -----------------------------------------------------------
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.ctx.checkpoint_interval)
+            await self._checkpoint()
+
+    async def _checkpoint(self) -> None:
+        """Make written data durable, then record it in the control file."""
+        task = self.task
+        if self.fd is None or task.control_path is None or task.name is None:
+            return
+        async with self._ctrl_lock:
+            data = ControlData(
+                url=task.display_url,
+                name=task.name,
+                size=task.size,
+                resumable=bool(task.resumable),
+                etag=task.etag,
+                last_modified=task.last_modified,
+                done=task.done.as_list() if task.resumable else [],
+            )
+            fd, path = self.fd, task.control_path
+            await asyncio.to_thread(_sync_and_record, fd, path, data)
+
+    async def _finish(self) -> None:
+        task = self.task
+        assert task.path is not None and task.part_path is not None and task.control_path is not None
+        size = task.size or 0
+        fd = self.fd
+        assert fd is not None
+        await asyncio.to_thread(os.ftruncate, fd, size)
+        await asyncio.to_thread(os.fsync, fd)
+        if task.options.checksum:
+            task.set_state(TaskState.VERIFYING)
+            self.ctx.publish(TaskVerifying(time.time(), task.id))
+            algo, _, expected = task.options.checksum.partition("=")
+            actual = await asyncio.to_thread(_hash_file, fd, algo)
+            if actual.lower() != expected.strip().lower():
+                await self._close_file()
+                control.remove_quietly(task.part_path, task.control_path)
+                task.done = RangeSet()
+                task.plan = []
+                raise DownloadError(
+                    f"checksum mismatch: expected {algo}={expected.strip().lower()}, got {actual}",
+                    permanent=True,
+                    kind="checksum",
+                )
+        await self._close_file()
+        final = await asyncio.to_thread(self._place_final)
+        task.path = final
+        task.name = final.name
+        control.remove_quietly(control.control_path(final), task.control_path)
+        task.set_state(TaskState.COMPLETED)
+        duration = task.meter.active_time
+        self.ctx.publish(TaskCompleted(time.time(), task.id, path=str(final), size=size, duration=duration))
+
+    def _place_final(self) -> Path:
+        """Give the part file its final name without ever replacing an existing file."""
+        task = self.task
+        assert task.path is not None and task.part_path is not None and task.name is not None
+        part, ctrl = task.part_path, task.control_path
+        directory = task.path.parent
+        name = task.name
+        for _ in range(100):
+            final = directory / unique_name(name, lambda n: os.path.lexists(directory / n))
+            try:
+                os.link(part, final)
+            except FileExistsError:
+                continue
+            except OSError:
+                # No hard links on this filesystem: check, then rename (a tiny race remains).
+                if os.path.lexists(final):
+                    continue
+                os.rename(part, final)
+            else:
+                os.unlink(part)
+            if ctrl is not None and final.name != name:
+                control.remove_quietly(ctrl)
+            control.fsync_dir(directory)
+            return final
+        raise DownloadError(f"no free file name for {name!r}", permanent=True, kind="name")
+
+
+def progressed_any(seg: Segment) -> bool:
+    """Whether a segment received any byte."""
+    return seg.pos > seg.start
+
+
+def _validators_differ(task: Task, got: Validators) -> bool:
+    if task.etag and got.etag:
+        return task.etag != got.etag
+    if task.last_modified and got.last_modified:
+        return task.last_modified != got.last_modified
+    return False
+
+
+def _pwritev_all(fd: int, chunks: list[bytes], offset: int) -> int:
+    """Write every chunk at ``offset`` onwards, looping over short writes."""
+    total = sum(len(c) for c in chunks)
+    written = os.pwritev(fd, chunks, offset)
+    if written < total:
+        # Rare on regular files; finish byte-exactly with plain pwrite.
+        rest = b"".join(chunks)[written:]
+        while rest:
+            n = os.pwrite(fd, rest, offset + written)
+            written += n
+            rest = rest[n:]
+    return total
+
+
+def _sync_and_record(fd: int, path: Path, data: ControlData) -> None:
+    os.fsync(fd)
+    control.write_control(path, data)
+
+
+def _hash_file(fd: int, algo: str) -> str:
+    h = hashlib.new(algo)
+    offset = 0
+    while True:
+        block = os.pread(fd, 4 * MiB, offset)
+        if not block:
+            return h.hexdigest()
+        h.update(block)
+        offset += len(block)
+
+
+HashFactory = Callable[[], "hashlib._Hash"]

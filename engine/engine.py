@@ -1,0 +1,428 @@
+"""The Engine: a queue of downloads run concurrently, steered by commands, observed through events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import TracebackType
+
+import aiohttp
+
+from engine import control
+from engine.bus import EventBus, Subscription
+from engine.client import EngineError
+from engine.download import Download
+from engine.events import (
+    Event,
+    LimitChanged,
+    ProgressUpdated,
+    TaskAdded,
+    TaskCancelled,
+    TaskFailed,
+    TaskMoved,
+    TaskPaused,
+    TaskRemoved,
+    TaskResumed,
+    TaskStarted,
+)
+from engine.http import DownloadError, classify
+from engine.models import EngineSnapshot, MiB, TaskOptions, TaskState
+from engine.ratemeter import RateMeter
+from engine.session import load_session, save_session
+from engine.task import Task
+from engine.tokenbucket import TokenBucket
+
+MAX_CONNECTIONS = 32
+READ_BUFSIZE = 512 * 1024
+"""aiohttp's per-response buffer: big enough that fast loopback reads come in large pieces."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Engine-wide settings."""
+
+    jobs: int = 5
+    """Most tasks downloading at once; the rest wait in order."""
+    per_host: int = 16
+    """Most connections to one host over all tasks."""
+    tick: float = 0.25
+    """Seconds between progress events."""
+    speed_limit: int | None = None
+    """Global bytes per second; None for unlimited."""
+    defaults: TaskOptions = field(default_factory=TaskOptions)
+    """Options for tasks added without their own."""
+    backoff_base: float = 0.5
+    """First retry delay ceiling in seconds (doubles each attempt, full jitter)."""
+    backoff_cap: float = 30.0
+    """Largest retry delay ceiling in seconds."""
+    checkpoint_interval: float = 1.0
+    """Seconds between control-file updates while data flows."""
+    session_path: str | None = None
+    """File the queue is saved to on change and restored from at start; None keeps nothing."""
+
+
+def validate_options(options: TaskOptions) -> None:
+    """Raise EngineError for options no download could use."""
+    if not 1 <= options.connections <= MAX_CONNECTIONS:
+        raise EngineError(f"connections must be between 1 and {MAX_CONNECTIONS}")
+    if options.speed_limit is not None and options.speed_limit <= 0:
+        raise EngineError("speed limit must be positive")
+    if options.checksum is not None:
+        algo, sep, digest = options.checksum.partition("=")
+        if not sep or not digest.strip():
+            raise EngineError(f"checksum must be ALGO=HEX, got {options.checksum!r}")
+        try:
+            hashlib.new(algo)
+        except ValueError:
+            raise EngineError(f"unknown checksum algorithm {algo!r}") from None
+        try:
+            bytes.fromhex(digest.strip())
+        except ValueError:
+            raise EngineError(f"checksum {digest!r} is not hexadecimal") from None
+    if options.retries < 0 or options.timeout <= 0 or options.connect_timeout <= 0:
+        raise EngineError("retries must be >= 0 and timeouts positive")
+    if options.min_split < 16 * 1024:
+        raise EngineError("min_split must be at least 16 KiB")
+
+
+class Engine:
+    """Runs downloads; implements :class:`engine.client.EngineClient` in-process."""
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig()
+        self._bus = EventBus()
+        self._tasks: dict[int, Task] = {}
+        self._order: list[int] = []
+        self._next_id = 1
+        self._host_slots: dict[str, asyncio.Semaphore] = {}
+        self.global_bucket = TokenBucket(self.config.speed_limit)
+        self.backoff_base = self.config.backoff_base
+        self.backoff_cap = self.config.backoff_cap
+        self.checkpoint_interval = self.config.checkpoint_interval
+        self._meter = RateMeter()
+        self._downloaded = 0
+        self._session: aiohttp.ClientSession | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._closed = False
+        self._jobs = self.config.jobs
+        self._saver: asyncio.Future[None] | None = None
+
+    # ----- context ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Open the HTTP session, restore a saved queue, start publishing progress."""
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=60)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            trust_env=True,
+            auto_decompress=False,
+            read_bufsize=READ_BUFSIZE,
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+        self._meter.start()
+        if self.config.session_path:
+            for entry in await asyncio.to_thread(load_session, Path(self.config.session_path)):
+                task = self._new_task(entry.url, entry.options)
+                if entry.paused:
+                    task.set_state(TaskState.PAUSED)
+                self._bus.publish(TaskAdded(time.time(), task.id, task=task.snapshot()))
+        self._ticker = asyncio.create_task(self._tick_loop())
+        self._schedule()
+
+    async def close(self) -> None:
+        """Pause what is running (saving resumable state), save the queue, close everything."""
+        if self._closed:
+            return
+        self._closed = True
+        running = [t for t in self._tasks.values() if t.runner is not None]
+        for task in running:
+            assert task.runner is not None
+            task.runner.cancel()
+        for task in running:
+            assert task.runner is not None
+            with contextlib.suppress(asyncio.CancelledError):
+                await task.runner
+        await self._save_session()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        self._publish_progress()
+        if self._session is not None:
+            await self._session.close()
+        self._bus.close()
+
+    # ----- what downloads need (engine.download.Context) -----------------------------------
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The shared HTTP client session."""
+        if self._session is None:
+            raise EngineError("the engine is not started")
+        return self._session
+
+    def host_slot(self, host: str) -> asyncio.Semaphore:
+        """The semaphore capping connections to one host across tasks."""
+        slot = self._host_slots.get(host)
+        if slot is None:
+            slot = self._host_slots[host] = asyncio.Semaphore(self.config.per_host)
+        return slot
+
+    def publish(self, event: Event) -> None:
+        """Publish an event to every subscriber."""
+        self._bus.publish(event)
+
+    def received(self, nbytes: int) -> None:
+        """Count bytes for the engine-wide totals."""
+        self._downloaded += nbytes
+        self._meter.add(nbytes)
+
+    def path_taken(self, path: Path) -> bool:
+        """Whether a task not yet finished already claimed ``path``."""
+        return any(t.path == path and not t.state.finished for t in self._tasks.values())
+
+    # ----- commands --------------------------------------------------------------------------
+
+    async def add(self, url: str, options: TaskOptions | None = None) -> int:
+        """Queue a download; returns its task id. Bad options raise EngineError."""
+        if self._closed:
+            raise EngineError("the engine is closed")
+        opts = options or self.config.defaults
+        validate_options(opts)
+        task = self._new_task(url, opts)
+        self._bus.publish(TaskAdded(time.time(), task.id, task=task.snapshot()))
+        self._schedule()
+        await self._save_session()
+        return task.id
+
+    def _new_task(self, url: str, options: TaskOptions) -> Task:
+        task = Task(self._next_id, url, options)
+        self._next_id += 1
+        self._tasks[task.id] = task
+        self._order.append(task.id)
+        return task
+
+    def _get(self, task_id: int) -> Task:
+        task = self._tasks.get(task_id)
+        if task is None:
+            raise EngineError(f"no task with id {task_id}")
+        return task
+
+    async def pause(self, task_id: int) -> None:
+        """Pause a queued or running task, keeping its progress."""
+        task = self._get(task_id)
+        if task.state.finished or task.state is TaskState.PAUSED:
+            return
+        await self._stop(task, TaskState.PAUSED)
+        self._bus.publish(TaskPaused(time.time(), task.id))
+        self._schedule()
+        await self._save_session()
+
+    async def resume(self, task_id: int) -> None:
+        """Queue a paused, failed or cancelled task again; it continues where it stopped."""
+        task = self._get(task_id)
+        if task.state not in (TaskState.PAUSED, TaskState.FAILED, TaskState.CANCELLED):
+            return
+        task.error = None
+        task.set_state(TaskState.QUEUED)
+        self._bus.publish(TaskResumed(time.time(), task.id))
+        self._schedule()
+        await self._save_session()
+
+    retry = resume
+
+    async def cancel(self, task_id: int) -> None:
+        """Stop a task for good; its partial file stays until it is removed."""
+        task = self._get(task_id)
+        if task.state.finished:
+            return
+        await self._stop(task, TaskState.CANCELLED)
+        self._bus.publish(TaskCancelled(time.time(), task.id))
+        self._schedule()
+        await self._save_session()
+
+    async def remove(self, task_id: int, delete_files: bool = False) -> None:
+        """Cancel a task and forget it, deleting its partial and control files if asked."""
+        task = self._get(task_id)
+        if not task.state.finished:
+            await self._stop(task, TaskState.CANCELLED)
+        deleted = False
+        if delete_files and task.state is not TaskState.COMPLETED:
+            paths = [p for p in (task.part_path, task.control_path) if p is not None]
+            await asyncio.to_thread(control.remove_quietly, *paths)
+            deleted = bool(paths)
+        del self._tasks[task_id]
+        self._order.remove(task_id)
+        self._bus.publish(TaskRemoved(time.time(), task_id, deleted_files=deleted))
+        self._schedule()
+        await self._save_session()
+
+    async def pause_all(self) -> None:
+        """Pause every task that is queued or running."""
+        for task_id in list(self._order):
+            task = self._tasks[task_id]
+            if task.state is TaskState.QUEUED or task.state.active:
+                await self.pause(task_id)
+
+    async def resume_all(self) -> None:
+        """Resume every paused task."""
+        for task_id in list(self._order):
+            if self._tasks[task_id].state is TaskState.PAUSED:
+                await self.resume(task_id)
+
+    async def set_limit(self, limit: int | None, task_id: int | None = None) -> None:
+        """Set the global speed limit, or one task's (bytes/s; None for unlimited)."""
+        if limit is not None and limit <= 0:
+            raise EngineError("speed limit must be positive")
+        if task_id is None:
+            self.global_bucket.set_rate(limit)
+        else:
+            self._get(task_id).set_limit(limit)
+        self._bus.publish(LimitChanged(time.time(), task_id=task_id, limit=limit))
+        await self._save_session()
+
+    async def set_jobs(self, jobs: int) -> None:
+        """Change how many tasks download at once."""
+        if jobs < 1:
+            raise EngineError("jobs must be at least 1")
+        self._jobs = jobs
+        self._schedule()
+
+    async def move(self, task_id: int, offset: int) -> None:
+        """Move a task ``offset`` places in the queue (negative: towards the front)."""
+        self._get(task_id)
+        index = self._order.index(task_id)
+        new = max(0, min(len(self._order) - 1, index + offset))
+        if new == index:
+            return
+        self._order.insert(new, self._order.pop(index))
+        self._bus.publish(TaskMoved(time.time(), task_id, position=new))
+        self._schedule()
+        await self._save_session()
+
+    def snapshot(self) -> EngineSnapshot:
+        """The full state of every task, as plain data."""
+        tasks = tuple(self._tasks[i].snapshot() for i in self._order)
+        counts = {state.value: 0 for state in TaskState}
+        for t in tasks:
+            counts[t.state.value] += 1
+        return EngineSnapshot(
+            tasks=tasks,
+            speed=self._meter.speed,
+            avg_speed=self._meter.avg_speed,
+            downloaded=self._downloaded,
+            speed_limit=None if self.global_bucket.rate is None else int(self.global_bucket.rate),
+            jobs=self._jobs,
+            connections=sum(t.connections for t in tasks),
+            time=time.time(),
+            counts=counts,
+        )
+
+    async def get_snapshot(self) -> EngineSnapshot:
+        """The same as :meth:`snapshot`, for the EngineClient interface."""
+        return self.snapshot()
+
+    def subscribe(self) -> Subscription:
+        """Events from now on: lifecycle in order, progress coalesced."""
+        return self._bus.subscribe()
+
+    async def wait(self, task_ids: Iterable[int] | None = None) -> EngineSnapshot:
+        """Wait until the given tasks (default: all) are completed, failed or cancelled."""
+        ids = list(self._order) if task_ids is None else list(task_ids)
+        for task_id in ids:
+            task = self._tasks.get(task_id)
+            if task is not None:
+                await task.done_event.wait()
+        return self.snapshot()
+
+    # ----- scheduling ------------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        """Start queued tasks in order while download slots are free."""
+        if self._closed or self._session is None:
+            return
+        running = sum(1 for t in self._tasks.values() if t.runner is not None)
+        for task_id in self._order:
+            if running >= self._jobs:
+                break
+            task = self._tasks[task_id]
+            if task.state is TaskState.QUEUED and task.runner is None:
+                task.runner = asyncio.create_task(self._run(task), name=f"fetchtop-task-{task.id}")
+                running += 1
+
+    async def _run(self, task: Task) -> None:
+        self._bus.publish(TaskStarted(time.time(), task.id, url=task.display_url))
+        try:
+            await Download(task, self).run()
+        except asyncio.CancelledError:
+            # Paused, cancelled or closing: the caller has set the state already.
+            if not (task.state.finished or task.state is TaskState.PAUSED):
+                task.set_state(TaskState.PAUSED)
+            raise
+        except DownloadError as exc:
+            self._fail(task, exc.reason)
+        except Exception as exc:  # a bug must fail one task, not the engine
+            self._fail(task, classify(exc).reason)
+        finally:
+            task.runner = None
+            if not self._closed:
+                self._schedule()
+                asyncio.get_running_loop().call_soon(self._save_soon)
+
+    def _fail(self, task: Task, reason: str) -> None:
+        task.error = reason
+        task.set_state(TaskState.FAILED)
+        self._bus.publish(TaskFailed(time.time(), task.id, reason=reason))
+
+    async def _stop(self, task: Task, state: TaskState) -> None:
+        runner = task.runner
+        task.set_state(state)
+        if runner is not None:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+
+    # ----- progress and persistence ----------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tick)
+            for task in self._tasks.values():
+                if task.state.active:
+                    task.meter.tick()
+            self._publish_progress()
+
+    def _publish_progress(self) -> None:
+        self._bus.publish(ProgressUpdated(time.time(), self.snapshot()))
+
+    def _save_soon(self) -> None:
+        if not self._closed and self.config.session_path:
+            self._saver = asyncio.ensure_future(self._save_session())
+
+    async def _save_session(self) -> None:
+        if not self.config.session_path:
+            return
+        tasks = [self._tasks[i] for i in self._order]
+        entries = [
+            (t.url, t.options, t.state)
+            for t in tasks
+            if t.state not in (TaskState.COMPLETED, TaskState.CANCELLED)
+        ]
+        await asyncio.to_thread(save_session, Path(self.config.session_path), entries)
+
+
+__all__ = ["MAX_CONNECTIONS", "Engine", "EngineConfig", "MiB", "replace"]

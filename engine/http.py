@@ -1,0 +1,169 @@
+"""HTTP details of a download: request options, response validation, error classification."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+from dataclasses import dataclass
+from http import HTTPStatus
+
+import aiohttp
+from yarl import URL
+
+from engine.models import TaskOptions
+
+USER_AGENT = "fetchtop/0.1"
+SUPPORTED_SCHEMES = ("http", "https")
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+
+
+class DownloadError(Exception):
+    """A failed attempt; ``permanent`` ones end the task, others are retried."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        permanent: bool = False,
+        kind: str = "error",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        """One line saying what went wrong."""
+        self.permanent = permanent
+        """True when retrying cannot help."""
+        self.kind = kind
+        """Short cause for metrics: timeout, connection, http_5xx, http_429, ..."""
+        self.retry_after = retry_after
+        """Seconds the server asked us to wait, if it did."""
+
+
+class RemoteChanged(Exception):
+    """The remote file is not the one the partial download came from."""
+
+
+def redact(url: str | URL) -> str:
+    """The URL without user name or password, for anything a person or log may see."""
+    u = url if isinstance(url, URL) else URL(url)
+    if u.user is None and u.password is None:
+        return str(u)
+    return str(u.with_user(None).with_password(None))
+
+
+def check_url(url: str) -> URL:
+    """Parse a URL the engine can fetch, or raise a permanent DownloadError saying why not."""
+    try:
+        u = URL(url)
+    except (ValueError, TypeError) as exc:
+        raise DownloadError(f"malformed URL: {exc}", permanent=True, kind="url") from None
+    if u.scheme.lower() not in SUPPORTED_SCHEMES:
+        scheme = u.scheme or "(none)"
+        raise DownloadError(f"unsupported URL scheme {scheme!r}", permanent=True, kind="url")
+    if not u.host:
+        raise DownloadError("malformed URL: no host", permanent=True, kind="url")
+    return u
+
+
+def request_headers(options: TaskOptions) -> dict[str, str]:
+    """Headers sent with every request of a task."""
+    headers = {"User-Agent": options.user_agent or USER_AGENT, "Accept-Encoding": "identity"}
+    for name, value in options.headers:
+        headers[name] = value
+    return headers
+
+
+def ssl_option(options: TaskOptions) -> ssl.SSLContext | bool:
+    """aiohttp's ``ssl=`` argument: False skips verification, True uses the default context."""
+    return False if options.insecure else True
+
+
+def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None:
+    """``(first, last, total)`` from ``bytes first-last/total``; total None for ``*``."""
+    if not value:
+        return None
+    m = _CONTENT_RANGE.match(value)
+    if not m:
+        return None
+    first, last = int(m.group(1)), int(m.group(2))
+    total = None if m.group(3) == "*" else int(m.group(3))
+    if last < first or (total is not None and last >= total):
+        return None
+    return first, last, total
+
+
+def status_error(status: int, reason: str | None, retry_after: float | None = None) -> DownloadError:
+    """The error for an unexpected HTTP status: 408, 429 and 5xx are transient, other 4xx permanent."""
+    try:
+        phrase = reason or HTTPStatus(status).phrase
+    except ValueError:
+        phrase = reason or ""
+    text = f"HTTP {status} {phrase}".strip()
+    if status == 429:
+        return DownloadError(text, kind="http_429", retry_after=retry_after)
+    if status == 408:
+        return DownloadError(text, kind="http_408", retry_after=retry_after)
+    if status >= 500:
+        return DownloadError(text, kind="http_5xx", retry_after=retry_after)
+    return DownloadError(text, permanent=True, kind=f"http_{status}")
+
+
+def classify(exc: BaseException) -> DownloadError:
+    """Turn a client exception into a DownloadError with a one-line reason."""
+    if isinstance(exc, DownloadError):
+        return exc
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return DownloadError(f"unknown host: {exc.host}", permanent=True, kind="dns")
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return DownloadError(f"malformed URL: {redact(str(exc.args[0]))}", permanent=True, kind="url")
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return DownloadError("too many redirects", permanent=True, kind="redirect")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return DownloadError(
+            f"TLS certificate not trusted: {exc.certificate_error}", permanent=True, kind="tls"
+        )
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return DownloadError("connect timed out", kind="timeout")
+    if isinstance(exc, aiohttp.SocketTimeoutError | asyncio.TimeoutError | TimeoutError):
+        return DownloadError("stalled: no data within the timeout", kind="timeout")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return DownloadError("body ended early (truncated transfer)", kind="truncated")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return DownloadError(
+            f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror}", kind="connection"
+        )
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return DownloadError("server closed the connection", kind="connection")
+    if isinstance(exc, aiohttp.ClientError | ConnectionError):
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return DownloadError(f"connection error: {text}", kind="connection")
+    if isinstance(exc, OSError):
+        return DownloadError(f"I/O error: {exc.strerror or exc}", permanent=True, kind="io")
+    return DownloadError(f"{type(exc).__name__}: {exc}", kind="error")
+
+
+@dataclass(frozen=True)
+class Validators:
+    """What identifies one version of a remote file."""
+
+    etag: str | None
+    """Strong or weak ETag, as sent."""
+    last_modified: str | None
+    """Last-Modified, as sent."""
+
+    def if_range(self) -> str | None:
+        """The If-Range value to send: a strong ETag, else Last-Modified."""
+        if self.etag and not self.etag.startswith("W/"):
+            return self.etag
+        return self.last_modified
+
+    @classmethod
+    def of(cls, headers: aiohttp.typedefs.LooseHeaders | None) -> Validators:
+        """Validators from response headers."""
+        if headers is None:
+            return cls(None, None)
+        get = getattr(headers, "get", None)
+        if get is None:
+            return cls(None, None)
+        return cls(get("ETag"), get("Last-Modified"))

@@ -1,0 +1,71 @@
+"""The saved queue: unfinished tasks with their options, so a restart picks them up again."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.codec import from_plain, to_plain
+from engine.control import fsync_dir
+from engine.models import TaskOptions, TaskState
+
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class SessionEntry:
+    """One saved task."""
+
+    url: str
+    """The URL as given (credentials included; the file is private to the user)."""
+    options: TaskOptions
+    """The task's options."""
+    paused: bool
+    """Whether it comes back paused rather than queued."""
+
+
+def save_session(path: Path, tasks: Iterable[tuple[str, TaskOptions, TaskState]]) -> None:
+    """Write the queue atomically, readable by the user alone (blocking)."""
+    data = {
+        "version": VERSION,
+        "tasks": [
+            {"url": url, "options": to_plain(opts), "paused": state is TaskState.PAUSED}
+            for url, opts, state in tasks
+        ],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, json.dumps(data, indent=1).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def load_session(path: Path) -> list[SessionEntry]:
+    """The saved queue; empty if the file is missing or unreadable."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(data, dict) or data.get("version") != VERSION:
+        return []
+    out = []
+    for item in data.get("tasks", []):
+        try:
+            out.append(
+                SessionEntry(
+                    url=str(item["url"]),
+                    options=from_plain(TaskOptions, item["options"]),
+                    paused=bool(item.get("paused", False)),
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out

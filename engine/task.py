@@ -1,0 +1,189 @@
+"""The engine's mutable record of one download, and its plain-data snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from engine.http import redact
+from engine.models import SegmentSnapshot, SegmentState, TaskOptions, TaskSnapshot, TaskState
+from engine.ranges import RangeSet
+from engine.ratemeter import RateMeter
+from engine.segments import Segment
+from engine.tokenbucket import TokenBucket
+
+
+@dataclass
+class Connection:
+    """One connection of a task: the segment it fetches and how fast."""
+
+    number: int
+    """Small number identifying the connection within its task."""
+    segment: Segment | None = None
+    """What it is fetching now."""
+    meter: RateMeter = field(default_factory=lambda: RateMeter(window=2.0))
+    """Its own speed, to spot a connection far slower than its peers."""
+    started: float = field(default_factory=time.monotonic)
+    """When it began its current request."""
+    restart_requested: bool = False
+    """Set when it should drop its connection and request its remaining bytes again."""
+
+
+class Task:
+    """Everything the engine knows about one download; only the engine mutates it."""
+
+    def __init__(self, task_id: int, url: str, options: TaskOptions) -> None:
+        self.id = task_id
+        self.url = url
+        """The URL as given, credentials included: never shown."""
+        self.display_url = redact(url) if url else url
+        self.options = options
+        self.state = TaskState.QUEUED
+        self.error: str | None = None
+        self.retries = 0
+        self.last_errors: deque[str] = deque(maxlen=5)
+        self.name: str | None = None
+        self.path: Path | None = None
+        self.final_url: str | None = None
+        self.size: int | None = None
+        self.resumable: bool | None = None
+        self.etag: str | None = None
+        self.last_modified: str | None = None
+        self.done = RangeSet()
+        self.plan: list[Segment] = []
+        self.connections: dict[int, Connection] = {}
+        self.max_connections = options.connections
+        self.meter = RateMeter()
+        self.bucket = TokenBucket(options.speed_limit)
+        self.added_at = time.time()
+        self.finished_at: float | None = None
+        self.control_checked = False
+        self.runner: asyncio.Task[None] | None = None
+        self.done_event = asyncio.Event()
+
+    @property
+    def part_path(self) -> Path | None:
+        """Where the partial data lives, once the name is known."""
+        return None if self.path is None else self.path.with_name(self.path.name + ".part")
+
+    @property
+    def control_path(self) -> Path | None:
+        """Where the control file lives, once the name is known."""
+        return None if self.path is None else self.path.with_name(self.path.name + ".part.json")
+
+    def set_limit(self, limit: int | None) -> None:
+        """Change this task's speed limit now."""
+        self.options = replace(self.options, speed_limit=limit)
+        self.bucket.set_rate(limit)
+
+    def set_state(self, state: TaskState) -> None:
+        """Move to ``state``, keeping the finished flag in step."""
+        self.state = state
+        if state.finished:
+            self.finished_at = time.time()
+            self.done_event.set()
+        else:
+            self.finished_at = None
+            self.done_event.clear()
+
+    @property
+    def bytes_done(self) -> int:
+        """Bytes received: written ranges plus what connections hold in their buffers."""
+        written = self.done.covered
+        if self.resumable is False or not self.plan:
+            return max(written, sum(s.pos - s.start for s in self.plan))
+        in_flight = 0
+        for seg in self.plan:
+            # Bytes received but not yet written are counted from the segment's position.
+            written_here = _covered_within(self.done, seg.start, seg.pos)
+            in_flight += (seg.pos - seg.start) - written_here
+        return written + in_flight
+
+    def segment_snapshots(self) -> tuple[SegmentSnapshot, ...]:
+        """The file's ranges for the segment map: done, in flight, pending."""
+        out: list[SegmentSnapshot] = []
+        active = {id(c.segment): c for c in self.connections.values() if c.segment is not None}
+        covered = RangeSet()
+        for seg in sorted(self.plan, key=lambda s: s.start):
+            conn = active.get(id(seg))
+            if seg.pos >= seg.end:
+                state = SegmentState.DONE
+            elif conn is not None:
+                state = SegmentState.ACTIVE
+            else:
+                state = SegmentState.PENDING
+            out.append(
+                SegmentSnapshot(
+                    start=seg.start,
+                    end=seg.end,
+                    done=seg.pos - seg.start,
+                    state=state,
+                    speed=conn.meter.speed if conn is not None else 0.0,
+                    connection=conn.number if conn is not None else None,
+                )
+            )
+            covered.add(seg.start, seg.end)
+        # Ranges finished in an earlier run are not in this run's plan.
+        for start, end in self.done.as_list():
+            for gs, ge in _subtract(start, end, covered):
+                out.append(SegmentSnapshot(gs, ge, ge - gs, SegmentState.DONE))
+        if self.size and not out:
+            out.append(SegmentSnapshot(0, self.size, 0, SegmentState.PENDING))
+        elif self.size:
+            pending = RangeSet((s.start, s.end) for s in out)
+            for gs, ge in pending.gaps(self.size):
+                out.append(SegmentSnapshot(gs, ge, 0, SegmentState.PENDING))
+        out.sort(key=lambda s: s.start)
+        return tuple(out)
+
+    def snapshot(self) -> TaskSnapshot:
+        """A frozen, JSON-friendly copy of the task's state."""
+        done = self.bytes_done
+        remaining = None if self.size is None else max(0, self.size - done)
+        running = self.state in (TaskState.PROBING, TaskState.DOWNLOADING)
+        return TaskSnapshot(
+            id=self.id,
+            url=self.display_url,
+            state=self.state,
+            options=self.options,
+            name=self.name,
+            path=None if self.path is None else str(self.path),
+            part_path=None if self.part_path is None else str(self.part_path),
+            final_url=self.final_url,
+            size=self.size,
+            done=done,
+            speed=self.meter.speed if running else 0.0,
+            avg_speed=self.meter.avg_speed,
+            eta=self.meter.eta(remaining) if running else None,
+            connections=len(self.connections),
+            resumable=self.resumable,
+            etag=self.etag,
+            last_modified=self.last_modified,
+            error=self.error,
+            retries=self.retries,
+            last_errors=tuple(self.last_errors),
+            segments=self.segment_snapshots(),
+            added_at=self.added_at,
+            finished_at=self.finished_at,
+        )
+
+
+def _covered_within(ranges: RangeSet, start: int, end: int) -> int:
+    total = 0
+    for a, b in ranges.as_list():
+        lo, hi = max(a, start), min(b, end)
+        if hi > lo:
+            total += hi - lo
+    return total
+
+
+def _subtract(start: int, end: int, covered: RangeSet) -> list[tuple[int, int]]:
+    out = []
+    for gs, ge in covered.gaps(end):
+        lo, hi = max(gs, start), min(ge, end)
+        if hi > lo:
+            out.append((lo, hi))
+    return out
