@@ -77,11 +77,17 @@ class RateMeter:
         if span <= 0:
             return 0.0
         since = now - span
-        base = self._samples[0][1]
+        # The total at the window's start, interpolated between the samples either side:
+        # a chunk stamped at t arrived over the interval before t, so counting it whole or
+        # not at all would make the speed jump by a chunk per window as the window slides.
+        prev_t, first = self._samples[0]
+        base = float(first)
         for t, total in self._samples:
             if t > since:
+                if t > prev_t:
+                    base += (total - base) * (since - prev_t) / (t - prev_t)
                 break
-            base = total
+            prev_t, base = t, float(total)
         return max(0.0, (self.total - base) / span)
 
     @property
@@ -100,6 +106,10 @@ class RateMeter:
         """Fold the current speed into the smoothed rate and return it; call at a steady pace."""
         current = self.speed
         if self._smoothed is None:
+            # Seed with the first real measurement: seeding with the zero seen while stopped
+            # or still connecting would make the ETA start far too long and crawl down.
+            if self._running_since is None or current <= 0:
+                return 0.0
             self._smoothed = current
         else:
             self._smoothed += self.smoothing * (current - self._smoothed)
