@@ -23,9 +23,7 @@ class Segment:
         return max(0, self.end - self.pos)
 
 
-def initial_plan(
-    gaps: Sequence[tuple[int, int]], connections: int, min_split: int
-) -> list[Segment]:
+def initial_plan(gaps: Sequence[tuple[int, int]], connections: int, min_split: int) -> list[Segment]:
     """Cut the missing ranges into about ``connections`` segments of at least ``min_split``.
 
     Each gap becomes at least one segment; the largest pieces are halved until there are
