@@ -1,0 +1,224 @@
+"""``fetchtop get``: download URLs with live progress on a terminal, plain lines otherwise.
+
+No Textual here: this is the headless path and must start fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from typing import TYPE_CHECKING, TextIO
+
+from engine.engine import Engine
+from engine.events import Event, ProgressUpdated, TaskCompleted, TaskFailed, TaskRestarted, TaskRetrying
+from engine.models import EngineSnapshot, TaskSnapshot, TaskState
+from engine.units import format_bytes, format_duration, format_rate
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from tui.cli import DownloadRequest
+
+PLAIN_INTERVAL = 5.0
+"""Seconds between progress lines when output is not a terminal."""
+
+
+class Reporter:
+    """Shows progress; the base class shows nothing but errors."""
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.out = out
+        self.err = err
+
+    def event(self, event: Event, snapshot: EngineSnapshot | None) -> None:
+        """React to a lifecycle event."""
+        if isinstance(event, TaskFailed):
+            task = snapshot.task(event.task_id) if snapshot else None
+            url = task.url if task else f"task {event.task_id}"
+            self.error(f"{url}: {event.reason}")
+
+    def progress(self, snapshot: EngineSnapshot) -> None:
+        """React to a progress tick."""
+
+    def error(self, line: str) -> None:
+        """Print one error line to stderr, always."""
+        print(f"fetchtop: {line}", file=self.err, flush=True)
+
+    def close(self, snapshot: EngineSnapshot) -> None:
+        """The end: leave the terminal tidy."""
+
+
+class PlainReporter(Reporter):
+    """Periodic one-line-per-task progress for logs and pipes."""
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        super().__init__(out, err)
+        self._last = 0.0
+
+    def event(self, event: Event, snapshot: EngineSnapshot | None) -> None:
+        super().event(event, snapshot)
+        if isinstance(event, TaskCompleted):
+            rate = event.size / event.duration if event.duration > 0 else 0.0
+            self._line(f"completed {event.path} ({format_bytes(event.size)}, {format_rate(rate)})")
+        elif isinstance(event, TaskRetrying):
+            self._line(f"task {event.task_id}: retrying in {event.delay:.1f}s: {event.reason}")
+        elif isinstance(event, TaskRestarted):
+            self._line(f"task {event.task_id}: restarting: {event.reason}")
+
+    def progress(self, snapshot: EngineSnapshot) -> None:
+        now = time.monotonic()
+        if now - self._last < PLAIN_INTERVAL:
+            return
+        self._last = now
+        for task in snapshot.tasks:
+            if task.state in (TaskState.DOWNLOADING, TaskState.VERIFYING):
+                self._line(describe(task))
+
+    def _line(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+
+def describe(task: TaskSnapshot) -> str:
+    """One line of a task's progress."""
+    pct = f"{task.progress * 100:5.1f}%" if task.progress is not None else "    ?"
+    return (
+        f"{task.name or task.url}  {pct}  {format_bytes(task.done)}/{format_bytes(task.size)}  "
+        f"{format_rate(task.speed)} now  {format_rate(task.avg_speed)} avg  ETA {format_duration(task.eta)}"
+    )
+
+
+class RichReporter(Reporter):
+    """Live progress bars, one per file."""
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        super().__init__(out, err)
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        self._progress: Progress = Progress(
+            TextColumn("{task.description}", style="bold"),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"),
+            TextColumn("{task.fields[amount]}"),
+            TextColumn("{task.fields[speed]}", style="green"),
+            TextColumn("avg {task.fields[avg]}"),
+            TextColumn("ETA {task.fields[eta]}", style="cyan"),
+            console=Console(file=out),
+            auto_refresh=True,
+            refresh_per_second=4,
+        )
+        self._rows: dict[int, TaskID] = {}
+        self._progress.start()
+
+    def event(self, event: Event, snapshot: EngineSnapshot | None) -> None:
+        if isinstance(event, TaskFailed):
+            task = snapshot.task(event.task_id) if snapshot else None
+            url = task.url if task else f"task {event.task_id}"
+            self._progress.console.print(f"[red]failed[/red] {url}: {event.reason}", highlight=False)
+            self.error(f"{url}: {event.reason}")
+        elif isinstance(event, TaskRetrying):
+            self._progress.console.print(
+                f"[yellow]retry[/yellow] task {event.task_id} in {event.delay:.1f}s: {event.reason}",
+                highlight=False,
+            )
+
+    def progress(self, snapshot: EngineSnapshot) -> None:
+        for task in snapshot.tasks:
+            row = self._rows.get(task.id)
+            amount = f"{format_bytes(task.done)}/{format_bytes(task.size)}"
+            speed, avg = format_rate(task.speed), format_rate(task.avg_speed)
+            eta = format_duration(task.eta) if task.state is not TaskState.COMPLETED else "done"
+            total = float(task.size) if task.size else None
+            name = (task.name or task.url)[-40:]
+            if row is None:
+                row = self._progress.add_task(
+                    name, total=total, completed=task.done, amount=amount, speed=speed, avg=avg, eta=eta
+                )
+                self._rows[task.id] = row
+            else:
+                self._progress.update(
+                    row,
+                    description=name,
+                    total=total,
+                    completed=task.done,
+                    amount=amount,
+                    speed=speed,
+                    avg=avg,
+                    eta=eta,
+                )
+
+    def close(self, snapshot: EngineSnapshot) -> None:
+        self.progress(snapshot)
+        self._progress.stop()
+
+
+def make_reporter(quiet: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> Reporter:
+    """Bars on a terminal, lines elsewhere, nothing with ``-q``."""
+    if quiet:
+        return Reporter(out, err)
+    if out.isatty():
+        return RichReporter(out, err)
+    return PlainReporter(out, err)
+
+
+async def download(request: DownloadRequest, reporter: Reporter) -> int:
+    """Run every download of the request; the exit status says whether all completed."""
+    async with Engine(request.config) as engine:
+        metrics = None
+        if request.metrics_port is not None:
+            from engine.metrics import start_metrics
+
+            metrics = await start_metrics(engine, request.metrics_addr, request.metrics_port)
+        try:
+            events = engine.subscribe()
+            ids = [await engine.add(url, request.options) for url in request.urls]
+
+            async def pump() -> None:
+                async for event in events:
+                    if isinstance(event, ProgressUpdated):
+                        reporter.progress(event.snapshot)
+                    else:
+                        reporter.event(event, engine.snapshot())
+
+            pumping = asyncio.create_task(pump())
+            try:
+                final = await engine.wait(ids)
+            finally:
+                await asyncio.sleep(0)  # let the last lifecycle events reach the reporter
+                events.close()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pumping
+            reporter.close(final)
+        finally:
+            if metrics is not None:
+                await metrics.close()
+    failed = [t for t in final.tasks if t.state is not TaskState.COMPLETED]
+    return 1 if failed else 0
+
+
+def run_get(request: DownloadRequest) -> int:
+    """``fetchtop get``: returns 0 if all completed, 1 if any failed, 130 if interrupted."""
+    reporter = make_reporter(request.quiet)
+
+    async def main() -> int:
+        # SIGTERM stops as cleanly as Ctrl-C: the engine saves resumable state on the way out.
+        current = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        if current is not None:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGTERM, current.cancel)
+        try:
+            return await download(request, reporter)
+        except asyncio.CancelledError:
+            return 130
+
+    try:
+        status = asyncio.run(main())
+    except KeyboardInterrupt:
+        status = 130
+    if status == 130:
+        reporter.error("interrupted; partial downloads are saved, run the same command to resume")
+    return status
