@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC
 from email.utils import parsedate_to_datetime
+
+_MAX_DOUBLINGS = 64
+"""Past this many doublings every realistic cap has been reached; stops 2**n overflowing a float."""
 
 
 def backoff_delay(
@@ -13,7 +17,8 @@ def backoff_delay(
     rand: random.Random | None = None,
 ) -> float:
     """Seconds to wait before retry number ``attempt`` (1-based): uniform in [0, min(cap, base*2^(n-1))]."""
-    ceiling = min(cap, base * 2.0 ** max(0, attempt - 1))
+    doublings = min(_MAX_DOUBLINGS, max(0, attempt - 1))
+    ceiling = min(cap, base * 2.0**doublings)
     r = float(rand.random() if rand is not None else random.random())
     return r * ceiling
 
@@ -23,12 +28,20 @@ def parse_retry_after(value: str | None, now: float, cap: float = 300.0) -> floa
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    # HTTP's delta-seconds are ASCII digits only; str.isdigit() also accepts "²" and other scripts' digits.
+    if value.isascii() and value.isdigit():
         return min(cap, float(value))
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when is None:
         return None
-    return max(0.0, min(cap, when.timestamp() - now))
+    if when.tzinfo is None:
+        # HTTP dates are always GMT; "-0000" or no zone must not be read as local time.
+        when = when.replace(tzinfo=UTC)
+    try:
+        delay = when.timestamp() - now
+    except (OverflowError, ValueError, OSError):
+        return None
+    return max(0.0, min(cap, delay))
