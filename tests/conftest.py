@@ -1,0 +1,34 @@
+"""Fixtures shared by the engine, CLI and TUI tests: a fault-injecting HTTP server and a download dir."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from engine.faultserver import FaultServer, ThreadedFaultServer
+
+
+@pytest_asyncio.fixture
+async def fault_server() -> AsyncIterator[FaultServer]:
+    """A started :class:`FaultServer` on 127.0.0.1 (ephemeral port) in the test's event loop."""
+    async with FaultServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def threaded_fault_server() -> Iterator[FaultServer]:
+    """A started :class:`FaultServer` on its own loop in a background thread, for tests that block
+    (for example ``subprocess.run`` of ``fetchtop get``)."""
+    with ThreadedFaultServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def download_dir(tmp_path: Path) -> Path:
+    """An empty directory to download into (removed with the test's tmp_path)."""
+    d = tmp_path / "downloads"
+    d.mkdir()
+    return d
