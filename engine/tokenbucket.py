@@ -60,7 +60,10 @@ class TokenBucket:
         return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
 
     def chunk_size(self, default: int) -> int:
-        """A read size that keeps the stream smooth at this rate (about 1/8 second of data)."""
+        """A read size that keeps the stream smooth at this rate (about 1/8 second of data).
+
+        Never more than ``default``, the caller's own largest read.
+        """
         if self._rate is None:
             return default
-        return max(4096, min(default, int(self._rate / 8)))
+        return min(default, max(4096, int(self._rate / 8)))
