@@ -20,6 +20,8 @@ from engine.units import parse_rate
 
 PROG = "fetchtop"
 COMMANDS = ("get", "demo")
+DAEMON_COMMANDS = ("daemon", "attach", "add", "ls", "pause", "resume", "rm", "limit", "stop")
+"""Commands that run or talk to the background daemon (see :mod:`tui.daemon_cli`)."""
 
 
 class UsageError(Exception):
@@ -232,9 +234,14 @@ def build_parser(command: str | None) -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fetchtop`` command; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    command = args_list[0] if args_list and args_list[0] in COMMANDS else None
+    known = COMMANDS + DAEMON_COMMANDS
+    command = args_list[0] if args_list and args_list[0] in known else None
     rest = args_list[1:] if command else args_list
     try:
+        if command is not None and command in DAEMON_COMMANDS:
+            from tui.daemon_cli import run_daemon_command
+
+            return run_daemon_command(command, rest)
         if command == "demo":
             from tui.demo import run_demo
 
