@@ -9,7 +9,6 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -44,6 +43,7 @@ from engine.http import (
 )
 from engine.models import MiB, TaskState
 from engine.ranges import RangeSet
+from engine.ratemeter import RateMeter
 from engine.segments import Segment, initial_plan, split_largest
 from engine.task import Connection, Task
 from engine.tokenbucket import TokenBucket
@@ -134,19 +134,25 @@ class Download:
         if not task.control_checked:
             task.control_checked = True
             await self._adopt_existing_control()
-        opened = await self._probe(url)
-        task.set_state(TaskState.DOWNLOADING)
-        checkpoints = asyncio.create_task(self._checkpoint_loop())
-        try:
-            if task.resumable and task.size is not None:
-                await self._fetch_segmented(opened)
-            else:
-                await self._fetch_whole(opened)
-        finally:
-            checkpoints.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await checkpoints
-            await self._checkpoint()
+        while True:
+            opened = await self._probe(url)
+            task.set_state(TaskState.DOWNLOADING)
+            checkpoints = asyncio.create_task(self._checkpoint_loop())
+            try:
+                if task.resumable and task.size is not None:
+                    await self._fetch_segmented(opened)
+                else:
+                    await self._fetch_whole(opened)
+            except RemoteChanged as exc:
+                # A range request saw another version of the file: start over from the probe.
+                self._restart(str(exc))
+                continue
+            finally:
+                checkpoints.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await checkpoints
+                await self._checkpoint()
+            break
         await self._finish()
 
     async def _adopt_existing_control(self) -> None:
@@ -229,7 +235,9 @@ class Download:
         attempt = 0
         while True:
             resuming = bool(task.resumable and task.size is not None and task.done.covered)
-            start = task.done.gaps(task.size)[0][0] if resuming and task.size else 0
+            gaps = task.done.gaps(task.size) if resuming and task.size else []
+            # With nothing missing (a crash before the rename) one byte re-validates the file.
+            start = gaps[0][0] if gaps else (task.size - 1 if resuming and task.size else 0)
             headers = {"Range": f"bytes={start}-"}
             if_range = self._if_range() if resuming else None
             if if_range:
@@ -382,9 +390,7 @@ class Download:
         except* DownloadError as eg:
             raise eg.exceptions[0] from None
         except* RemoteChanged as eg:
-            # A range request saw another file: start over from the probe.
-            self._restart(str(eg.exceptions[0]))
-            raise DownloadError(str(eg.exceptions[0]), kind="changed") from None
+            raise eg.exceptions[0] from None
         finally:
             watch.cancel()
         missing = task.done.gaps(task.size)
@@ -426,7 +432,6 @@ class Download:
                 opened.close()
 
     async def _fetch_segment(self, conn: Connection, seg: Segment, opened: _Response | None) -> None:
-        task = self.task
         attempt = 0
         while seg.pos < seg.end:
             progressed = False
@@ -434,7 +439,7 @@ class Download:
                 if opened is None:
                     opened = await self._request_range(seg)
                 conn.started = time.monotonic()
-                conn.meter = type(conn.meter)(window=2.0)
+                conn.meter = RateMeter(window=2.0)
                 conn.meter.start()
                 progressed = await self._stream(conn, seg, opened.resp)
                 if seg.pos < seg.end and not conn.restart_requested:
@@ -454,7 +459,6 @@ class Download:
                     opened = None
                 if conn.restart_requested:
                     conn.restart_requested = False
-        del task
 
     async def _request_range(self, seg: Segment) -> _Response:
         task = self.task
@@ -571,7 +575,7 @@ class Download:
             conn.meter.start()
             task.connections = {1: conn}
             try:
-                progressed = await self._stream(conn, seg, opened.resp)
+                await self._stream(conn, seg, opened.resp)
                 if declared is not None and seg.pos < declared:
                     raise DownloadError("body ended early (truncated transfer)", kind="truncated")
                 task.size = seg.pos
@@ -580,18 +584,16 @@ class Download:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # classified; permanent ones end the task
-                if progressed_any(seg):
+                if seg.pos > seg.start:
                     attempt = 0
                 attempt += 1
-                err = classify(exc)
                 task.done = RangeSet()
                 task.plan = []
-                await self._retry_wait(err, attempt)
+                await self._retry_wait(classify(exc), attempt)
             finally:
                 task.connections = {}
                 opened.close()
                 opened = None
-            del progressed
 
     async def _slow_watch(self) -> None:
         """Restart a connection far slower than its peers on its remaining bytes."""
@@ -700,11 +702,6 @@ class Download:
         raise DownloadError(f"no free file name for {name!r}", permanent=True, kind="name")
 
 
-def progressed_any(seg: Segment) -> bool:
-    """Whether a segment received any byte."""
-    return seg.pos > seg.start
-
-
 def _validators_differ(task: Task, got: Validators) -> bool:
     if task.etag and got.etag:
         return task.etag != got.etag
@@ -741,6 +738,3 @@ def _hash_file(fd: int, algo: str) -> str:
             return h.hexdigest()
         h.update(block)
         offset += len(block)
-
-
-HashFactory = Callable[[], "hashlib._Hash"]
