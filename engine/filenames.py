@@ -5,76 +5,131 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
-from email.message import Message
-from urllib.parse import unquote, urlsplit
+from email.header import decode_header
+from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 DEFAULT_NAME = "index.html"
 MAX_NAME_BYTES = 240
 """Leaves room for ``.part`` and ``.N`` suffixes within the usual 255-byte limit."""
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0/C1 controls, plus the invisible characters that reorder or break text on screen (bidi
+# marks, embeddings, overrides and isolates; line and paragraph separators): a name like
+# "invoice\u202etxt.exe" would otherwise display as "invoiceexe.txt".
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+_MAX_EXT_BYTES = 17
+"""An extension longer than this (``.`` included) is not worth keeping when truncating."""
+
+
+def _strip_edges(name: str) -> str:
+    # Alternate until stable: ". . a" needs more than one pass to lose its leading dot.
+    while True:
+        stripped = name.strip().strip(".")
+        if stripped == name:
+            return name
+        name = stripped
 
 
 def sanitize(name: str) -> str:
     """A name safe to create inside a directory: no separators, no ``..``, no control characters.
 
-    Returns an empty string when nothing usable is left.
+    Leading and trailing dots and spaces go too (no hidden files), and names longer than
+    :data:`MAX_NAME_BYTES` of UTF-8 are cut, keeping the extension. Returns an empty string
+    when nothing usable is left.
     """
     name = unicodedata.normalize("NFC", name)
     name = name.replace("/", "_").replace("\\", "_")
     name = _CONTROL.sub("", name)
-    name = name.strip().strip(".").strip()
+    name = _strip_edges(name)
     if name in ("", ".", ".."):
         return ""
-    encoded = name.encode("utf-8")
-    if len(encoded) > MAX_NAME_BYTES:
-        stem, dot, ext = name.rpartition(".")
-        keep_ext = dot and 0 < len(ext.encode()) <= 16
-        tail = f".{ext}" if keep_ext else ""
-        room = MAX_NAME_BYTES - len(tail.encode())
-        head = (stem if keep_ext else name).encode("utf-8")[:room].decode("utf-8", "ignore")
-        name = head + tail
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        stem, ext = split_ext(name)
+        if len(ext.encode("utf-8")) > _MAX_EXT_BYTES:
+            stem, ext = name, ""
+        room = MAX_NAME_BYTES - len(ext.encode("utf-8"))
+        head = stem.encode("utf-8")[:room].decode("utf-8", "ignore")
+        name = _strip_edges(head) + ext
     return name
 
 
 def name_from_content_disposition(value: str | None) -> str | None:
-    """The file name a ``Content-Disposition`` header gives; ``filename*`` (RFC 6266/5987) wins."""
+    """The file name a ``Content-Disposition`` header gives; ``filename*`` (RFC 6266/5987) wins.
+
+    The result is not yet safe to use: pass it through :func:`sanitize`.
+    """
     if not value:
         return None
-    msg = Message()
-    msg["content-disposition"] = value
-    params = msg.get_params(header="content-disposition") or []
     plain: str | None = None
-    for key, val in params[1:]:
-        key = key.lower()
-        if key == "filename*":
-            decoded = _decode_ext_value(val)
-            if decoded:
-                return decoded
-        elif key == "filename" and isinstance(val, str):
-            plain = val
-    if plain is None:
-        # email.message is lenient but misses unquoted values with spaces; fall back to a regex.
-        m = re.search(r'filename\s*=\s*"?([^";]+)"?', value, re.IGNORECASE)
-        plain = m.group(1) if m else None
-    return plain
+    extended: str | None = None
+    for key, val in _header_params(value):
+        if key == "filename*" and extended is None:
+            extended = _decode_ext_value(val)
+        elif key == "filename" and plain is None:
+            plain = _decode_encoded_words(val)
+    return extended or plain or None
 
 
-def _decode_ext_value(val: object) -> str | None:
-    if isinstance(val, tuple):
-        charset, _lang, text = val
-        try:
-            return unquote(text, encoding=charset or "utf-8", errors="strict")
-        except (LookupError, UnicodeDecodeError):
-            return None
-    if isinstance(val, str):
-        charset, _, rest = val.partition("'")
-        _lang, _, text = rest.partition("'")
-        try:
-            return unquote(text, encoding=charset or "utf-8", errors="strict")
-        except (LookupError, UnicodeDecodeError):
-            return None
-    return None
+def _header_params(value: str) -> list[tuple[str, str]]:
+    """The ``key=value`` parameters of a header in order, keys lower-cased, quoted strings unescaped.
+
+    Hand-written rather than email.message: that one double-decodes ``filename*``, raises
+    on some malformed continuations, and drops unquoted values with spaces, which real
+    servers send.
+    """
+    params: list[tuple[str, str]] = []
+    i, n = 0, len(value)
+    while i < n:
+        j = i
+        while j < n and value[j] not in "=;":
+            j += 1
+        key = value[i:j].strip().lower()
+        if j >= n or value[j] == ";":
+            i = j + 1  # a bare token, such as the disposition type
+            continue
+        j += 1
+        while j < n and value[j] in " \t":
+            j += 1
+        if j < n and value[j] == '"':
+            j += 1
+            chars: list[str] = []
+            while j < n and value[j] != '"':
+                if value[j] == "\\" and j + 1 < n:
+                    j += 1
+                chars.append(value[j])
+                j += 1
+            val = "".join(chars)
+            end = value.find(";", j)
+        else:
+            end = value.find(";", j)
+            val = value[j : n if end < 0 else end].strip()
+        params.append((key, val))
+        i = n if end < 0 else end + 1
+    return params
+
+
+def _decode_ext_value(val: str) -> str | None:
+    """Decode RFC 5987 ``charset'language'percent-encoded``; None if malformed."""
+    charset, sep1, rest = val.partition("'")
+    _lang, sep2, text = rest.partition("'")
+    if not (sep1 and sep2):
+        return None
+    try:
+        return unquote_to_bytes(text).decode(charset.strip() or "utf-8", errors="strict")
+    except (LookupError, UnicodeDecodeError):
+        return None
+
+
+def _decode_encoded_words(val: str) -> str:
+    """Decode an RFC 2047 ``=?UTF-8?B?...?=`` name, which some servers send in ``filename``."""
+    if not (val.startswith("=?") and val.endswith("?=")):
+        return val
+    try:
+        parts = decode_header(val)
+        return "".join(
+            text.decode(charset or "ascii") if isinstance(text, bytes) else text for text, charset in parts
+        )
+    except (LookupError, UnicodeDecodeError, ValueError):
+        return val
 
 
 def name_from_url(url: str) -> str | None:
