@@ -49,7 +49,9 @@ from engine.task import Connection, Task
 from engine.tokenbucket import TokenBucket
 
 WRITE_BLOCK = MiB
-"""Bytes gathered before one positional write: large writes keep CPU per byte low."""
+"""Most bytes gathered before one positional write: large writes keep CPU per byte low."""
+BUFFER_BUDGET = 8 * MiB
+"""Write buffers of one task together stay under this, so memory does not grow with -x."""
 SLOW_FACTOR = 0.1
 """A connection below this fraction of its peers' median speed is restarted."""
 SLOW_GRACE = 5.0
@@ -503,6 +505,7 @@ class Download:
         offset = seg.pos
         progressed = False
         global_bucket = self.ctx.global_bucket
+        block = max(256 * 1024, min(WRITE_BLOCK, BUFFER_BUDGET // max(1, task.max_connections)))
         try:
             while seg.pos < seg.end and not conn.restart_requested:
                 limited = task.bucket.rate is not None or global_bucket.rate is not None
@@ -524,7 +527,7 @@ class Download:
                 conn.meter.add(n)
                 task.meter.add(n)
                 self.ctx.received(n)
-                if buffered >= WRITE_BLOCK:
+                if buffered >= block:
                     await self._write(chunks, offset)
                     offset += buffered
                     chunks, buffered = [], 0

@@ -38,7 +38,7 @@ from engine.task import Task
 from engine.tokenbucket import TokenBucket
 
 MAX_CONNECTIONS = 32
-READ_BUFSIZE = 512 * 1024
+READ_BUFSIZE = 256 * 1024
 """aiohttp's per-response buffer: big enough that fast loopback reads come in large pieces."""
 
 
