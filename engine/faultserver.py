@@ -192,10 +192,14 @@ class FileSpec:
     """Require HTTP basic auth with this (user, password); else 401."""
     rate: int | None = None
     """Throttle each response (so each connection) to this many bytes per second."""
+    slow_rate: int | None = None
+    """Throttle the first ``slow_times`` responses to this rate instead (one laggard connection)."""
+    slow_times: int | None = 1
+    """How many responses are slow (None: all)."""
     delay: float = 0.0
     """Seconds to wait before sending the response headers."""
     chunk_size: int = DEFAULT_CHUNK
-    """Bytes per write (smaller when throttled, so pacing is smooth)."""
+    """Bytes per write (smaller when throttled, so pacing is smooth; at most :data:`PATTERN_PERIOD`)."""
     redirects: int = 0
     """Length of the redirect chain :meth:`FaultServer.url` starts at (0: the file itself)."""
     redirect_status: int = 302
@@ -284,6 +288,8 @@ class FileStats:
     """Bodies cut short."""
     stalls: int = 0
     """Stalls started."""
+    slowed: int = 0
+    """Responses paced at ``slow_rate``."""
 
     @property
     def requests(self) -> int:
@@ -506,11 +512,16 @@ class FaultServer:
         return self._files[name].stats
 
     def reset_stats(self, name: str | None = None) -> None:
-        """Clear the accounting of one file (or all) and re-arm its budgeted faults."""
+        """Clear the accounting of one file (or all) and re-arm its budgeted faults.
+
+        Responses in flight keep counting (into the cleared stats), and still count as active.
+        """
         for key in [name] if name is not None else list(self._files):
-            state = self._files[key]
-            active, peak = state.stats.active, state.stats.active
-            state.stats = FileStats(active=active, peak_concurrent=peak)
+            stats = self._files[key].stats
+            # In place: handlers in flight hold this very object and will decrement its ``active``.
+            fresh = FileStats(active=stats.active, peak_concurrent=stats.active)
+            for f in dataclasses.fields(FileStats):
+                setattr(stats, f.name, getattr(fresh, f.name))
 
     # -- URLs --------------------------------------------------------------------------------------
 
@@ -711,7 +722,8 @@ class FaultServer:
         if spec.truncate_after is not None:
             pending.append((spec.truncate_after, "truncate"))
         pending.sort(key=lambda p: p[0])
-        pace_start, paced, pace_rate = loop.time(), 0, spec.rate
+        slow = spec.slow_rate is not None and _fire(stats, "slowed", spec.slow_times)
+        pace_start, paced, pace_rate = loop.time(), 0, spec.slow_rate if slow else spec.rate
 
         while start + sent < end:
             while pending and pending[0][0] <= sent:
@@ -733,10 +745,12 @@ class FaultServer:
                         transport.close()  # flushes what was written, then FIN
                     return
 
-            rate = state.spec.rate  # read live: a test may slow a file down mid-response
+            # Read live: a test may slow a file down (or speed it up) mid-response.
+            rate = state.spec.slow_rate if slow else state.spec.rate
             if rate != pace_rate:
                 pace_start, paced, pace_rate = loop.time(), 0, rate  # a new rate paces from now on
             chunk = spec.chunk_size if rate is None else max(4 * KiB, min(spec.chunk_size, rate // 16))
+            chunk = max(1, min(chunk, PATTERN_PERIOD))  # one zero-copy view per write
             n = min(chunk, end - start - sent)
             if pending:
                 n = min(n, pending[0][0] - sent)

@@ -19,6 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import pytest_asyncio
+from multidict import CIMultiDictProxy
 
 from engine.faultserver import (
     PATTERN_PERIOD,
@@ -46,7 +47,7 @@ async def client() -> AsyncIterator[aiohttp.ClientSession]:
 
 async def fetch(
     client: aiohttp.ClientSession, url: str, **headers: str
-) -> tuple[int, aiohttp.typedefs.LooseHeaders, bytes]:
+) -> tuple[int, CIMultiDictProxy[str], bytes]:
     """Status, headers and the whole body of one GET."""
     async with client.get(url, headers=headers) as resp:
         return resp.status, resp.headers, await resp.read()
@@ -137,6 +138,18 @@ async def test_full_get_has_length_validators_and_exact_bytes(
     assert st.records[0].outcome == "complete"
     assert st.records[0].status == 200
     assert st.range_headers == [None]
+
+
+@pytest.mark.parametrize("chunk_size", [1, 1000, MiB])
+async def test_any_write_size_gives_the_same_bytes_across_the_period(
+    fault_server: FaultServer, client: aiohttp.ClientSession, chunk_size: int
+) -> None:
+    size = PATTERN_PERIOD + 3000 if chunk_size > 1 else 3000
+    url = fault_server.add_file("p.bin", size, chunk_size=chunk_size)
+    assert (await fetch(client, url))[2] == expected_bytes("p.bin", size)
+    start = max(0, size - 5000)
+    _, _, body = await fetch(client, url, Range=f"bytes={start}-")
+    assert body == expected_bytes("p.bin", size)[start:]
 
 
 @pytest.mark.parametrize(
@@ -257,6 +270,23 @@ async def test_throttle_is_per_connection(fault_server: FaultServer, client: aio
     assert all(0.42 < t < 3 for t in both)
     assert together < 0.8
     assert fault_server.stats("slow.bin").peak_concurrent == 2
+
+
+async def test_slow_rate_throttles_only_the_first_k_responses(
+    fault_server: FaultServer, client: aiohttp.ClientSession
+) -> None:
+    url = fault_server.add_file("lag.bin", 64 * KiB, slow_rate=128 * KiB, slow_times=1)
+
+    async def timed() -> float:
+        t0 = time.monotonic()
+        assert (await fetch(client, url))[2] == expected_bytes("lag.bin", 64 * KiB)
+        return time.monotonic() - t0
+
+    durations = sorted(await asyncio.gather(timed(), timed()))
+    # One response was paced ((64 - 8) KiB at 128 KiB/s = 0.44 s); its peer on another connection was not.
+    assert durations[0] < 0.3 < 0.42 < durations[1]
+    assert await timed() < 0.3
+    assert fault_server.stats("lag.bin").slowed == 1
 
 
 async def test_reset_after_n_bytes_for_the_first_k_responses(
@@ -585,6 +615,23 @@ async def test_range_headers_and_totals_over_many_requests(
     assert st.completed == 3
     fault_server.reset_stats("seg.bin")
     assert fault_server.stats("seg.bin").requests == 0
+
+
+async def test_reset_stats_mid_response_and_rearm(
+    fault_server: FaultServer, client: aiohttp.ClientSession
+) -> None:
+    url = fault_server.add_file("rs.bin", 64 * KiB, rate=256 * KiB, fail_status=503)
+    assert (await fetch(client, url))[0] == 503
+    async with client.get(url) as resp:
+        assert resp.status == 200
+        await resp.content.readexactly(4 * KiB)
+        fault_server.reset_stats()
+        st = fault_server.stats("rs.bin")
+        assert (st.active, st.requests, st.failures) == (1, 0, 0)
+        assert len(await resp.read()) == 60 * KiB
+    await wait_until(lambda: st.active == 0, 5)
+    assert 0 < st.bytes_sent <= 64 * KiB
+    assert (await fetch(client, url))[0] == 503  # the failure budget was re-armed
 
 
 async def test_update_keeps_stats_and_rate_applies_mid_response(
