@@ -1,0 +1,385 @@
+"""The fetchtop dashboard: a Textual app that watches and steers an engine through EngineClient only.
+
+The app never touches engine internals: it reads ``client.subscribe()`` in one worker, asks for
+``client.get_snapshot()`` when it needs a fresh picture, and sends commands through the protocol's
+async methods in workers, so the same screens can drive an in-process Engine or a remote daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from typing import TYPE_CHECKING, ClassVar
+
+from platformdirs import user_state_dir
+from textual import work
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.screen import Screen
+
+from engine.client import EngineClient, EngineError
+from engine.events import Event, ProgressUpdated
+from engine.models import EngineSnapshot, TaskOptions, TaskSnapshot, TaskState
+from engine.units import format_rate
+from tui.model import DashboardModel
+
+if TYPE_CHECKING:
+    from engine.engine import EngineConfig
+
+ClientFactory = Callable[[], AbstractAsyncContextManager[EngineClient]]
+"""Makes a client whose context the app enters at start and leaves at exit (e.g. ``Engine(config)``)."""
+
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0)
+"""Seconds between attempts to resubscribe after the event stream broke (last one repeats)."""
+
+
+class SnapshotArrived(Message):
+    """The engine published a new snapshot; a newer one supersedes it if both are queued."""
+
+    def __init__(self, snapshot: EngineSnapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+        """The engine's state."""
+
+    def can_replace(self, message: Message) -> bool:
+        """Only the newest snapshot matters, so a burst of them is merged into the last."""
+        return isinstance(message, SnapshotArrived)
+
+
+class EngineEventArrived(Message):
+    """A lifecycle event (added, retrying, failed, completed, ...) for the event log."""
+
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
+        """The engine's event."""
+
+
+class ConnectionChanged(Message):
+    """The event stream broke or came back."""
+
+    def __init__(self, connected: bool, reason: str = "") -> None:
+        super().__init__()
+        self.connected = connected
+        """Whether events flow."""
+        self.reason = reason
+        """Why it broke, one line."""
+
+
+class FetchtopApp(App[int]):
+    """The dashboard. Give it a running ``client``, or a ``client_factory`` it opens and closes itself."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "fetchtop"
+    # Every action has its own key; the palette would only take footer room over SSH.
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+c", "request_quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        client: EngineClient | None = None,
+        *,
+        client_factory: ClientFactory | None = None,
+        urls: Sequence[str] = (),
+        options: TaskOptions | None = None,
+        quit_note: str = "They will resume the next time fetchtop starts.",
+        stale_after: float = 2.0,
+    ) -> None:
+        super().__init__()
+        if (client is None) == (client_factory is None):
+            raise ValueError("give exactly one of client and client_factory")
+        self._client = client
+        self._factory = client_factory
+        self._stack = AsyncExitStack()
+        self._startup_error: str | None = None
+        self.urls = list(urls)
+        """URLs to queue once the engine is up."""
+        self.options = options or TaskOptions()
+        """Defaults for downloads added from the dashboard."""
+        self.quit_note = quit_note
+        """What the quit confirmation says happens to active downloads."""
+        self.model = DashboardModel()
+        """Everything the screens show."""
+        self.connected = True
+        """False while the event stream is broken and being retried."""
+        self._stale_after = stale_after
+        self._last_snapshot_at = 0.0
+        self._fetching = False
+
+    @property
+    def client(self) -> EngineClient:
+        """The engine the dashboard drives."""
+        if self._client is None:
+            raise RuntimeError("the engine is not started")
+        return self._client
+
+    def get_default_screen(self) -> Screen[None]:
+        """The main screen with the task table."""
+        from tui.screens.main import MainScreen
+
+        return MainScreen()
+
+    async def on_load(self) -> None:
+        """Open the client from the factory, inside the app's own event loop."""
+        if self._factory is not None:
+            try:
+                self._client = await self._stack.enter_async_context(self._factory())
+            except Exception as exc:  # any startup failure is reported, not a traceback
+                self._startup_error = f"cannot start the engine: {exc}"
+
+    def on_mount(self) -> None:
+        """Start following the engine and queue the URLs given on the command line."""
+        if self._startup_error is not None:
+            self.exit(return_code=1, message=self._startup_error)
+            return
+        self.consume_events()
+        self.set_interval(0.5, self._check_stale)
+        if self.urls:
+            self.add_urls(self.urls, self.options)
+
+    async def on_unmount(self) -> None:
+        """Close the client if the app opened it (an Engine saves its session here)."""
+        await self._stack.aclose()
+
+    # -- following the engine -------------------------------------------------------------------
+
+    @work(exclusive=True, group="events")
+    async def consume_events(self) -> None:
+        """Read the event stream for the app's lifetime, resubscribing if it breaks."""
+        failures = 0
+        while True:
+            try:
+                events = self.client.subscribe()
+                self._accept_snapshot(await self.client.get_snapshot())
+                if not self.connected:
+                    self.post_message(ConnectionChanged(True))
+                failures = 0
+                async for event in events:
+                    if isinstance(event, ProgressUpdated):
+                        self._accept_snapshot(event.snapshot)
+                    else:
+                        self.post_message(EngineEventArrived(event))
+                return  # the engine closed its stream: it is shutting down
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a remote stream may fail in any way; show it and retry
+                self.post_message(ConnectionChanged(False, str(exc) or type(exc).__name__))
+                await asyncio.sleep(RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)])
+                failures += 1
+
+    def _accept_snapshot(self, snapshot: EngineSnapshot) -> None:
+        # Speed history is sampled here, before messages merge, so charts never lose a sample
+        # to a burst; the table only needs the newest snapshot, which the message carries.
+        self._last_snapshot_at = time.monotonic()
+        self.model.record_history(snapshot)
+        self.post_message(SnapshotArrived(snapshot))
+
+    def on_snapshot_arrived(self, message: SnapshotArrived) -> None:
+        """Keep the newest snapshot; the screens redraw from it on their own timers."""
+        self.model.apply_snapshot(message.snapshot)
+
+    def on_engine_event_arrived(self, message: EngineEventArrived) -> None:
+        """Log the event; ask for a snapshot if the table may be behind it."""
+        self.model.apply_event(message.event)
+
+    def on_connection_changed(self, message: ConnectionChanged) -> None:
+        """Show a broken or restored event stream."""
+        if message.connected != self.connected:
+            self.connected = message.connected
+            if message.connected:
+                self.notify("Reconnected to the engine.")
+            else:
+                self.notify(f"Lost the engine: {message.reason}. Retrying...", severity="error")
+
+    def _check_stale(self) -> None:
+        # Progress arrives every tick while tasks run; when nothing runs, or a lifecycle event is
+        # newer than the last snapshot, ask for one so the table never shows an old state.
+        quiet = time.monotonic() - self._last_snapshot_at > self._stale_after
+        if (self.model.stale or quiet) and not self._fetching and self.connected:
+            self.fetch_snapshot()
+
+    @work(group="fetch")
+    async def fetch_snapshot(self) -> None:
+        """Ask the engine for its state now."""
+        self._fetching = True
+        try:
+            self._accept_snapshot(await self.client.get_snapshot())
+        except Exception:  # the event worker reports connection trouble; nothing to add here
+            pass
+        finally:
+            self._fetching = False
+
+    # -- commands -------------------------------------------------------------------------------
+
+    def command(self, action: Callable[[], Awaitable[object]], done: str | None = None) -> None:
+        """Run an engine command in a worker; report refusals as notifications, never block."""
+
+        async def run() -> None:
+            try:
+                await action()
+            except EngineError as exc:
+                self.notify(str(exc), severity="error")
+                return
+            except Exception as exc:  # a remote client may fail in transport; say so
+                self.notify(f"{type(exc).__name__}: {exc}", severity="error")
+                return
+            if done:
+                self.notify(done)
+            if not self._fetching:
+                self.fetch_snapshot()
+
+        self.run_worker(run(), group="commands")
+
+    @work(group="commands")
+    async def add_urls(self, urls: Sequence[str], options: TaskOptions, select: bool = False) -> None:
+        """Queue downloads; with ``select``, move the cursor to the last one added."""
+        for url in urls:
+            try:
+                tid = await self.client.add(url, options)
+            except Exception as exc:
+                self.notify(f"Cannot add {url}: {exc}", severity="error")
+                continue
+            if select:
+                self.notify(f"Added #{tid}")
+                self.select_later(tid)
+        self.fetch_snapshot()
+
+    def select_later(self, task_id: int) -> None:
+        """Select a task in the table as soon as it shows up there."""
+        from tui.screens.main import MainScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, MainScreen):
+                screen.pending_select = task_id
+
+    def toggle_pause(self, task: TaskSnapshot) -> None:
+        """Pause a running or queued task, resume a paused one."""
+        client = self.client
+        if task.state is TaskState.PAUSED:
+            self.command(lambda: client.resume(task.id))
+        elif task.state.finished:
+            hint = "press r to retry" if task.state is not TaskState.COMPLETED else "it is complete"
+            self.notify(f"#{task.id} is {task.state.value}: {hint}.", severity="warning")
+        else:
+            self.command(lambda: client.pause(task.id))
+
+    def toggle_all(self) -> None:
+        """Pause everything if anything runs or waits, else resume everything paused."""
+        client = self.client
+        if self.model.totals().unfinished:
+            self.command(client.pause_all, "Paused all")
+        else:
+            self.command(client.resume_all, "Resumed all")
+
+    def retry(self, task: TaskSnapshot) -> None:
+        """Queue a failed or cancelled task again, keeping its partial file."""
+        if task.state not in (TaskState.FAILED, TaskState.CANCELLED):
+            self.notify(f"#{task.id} has not failed: nothing to retry.", severity="warning")
+            return
+        client = self.client
+        self.command(lambda: client.resume(task.id), f"Retrying #{task.id}")
+
+    def move(self, task: TaskSnapshot, offset: int) -> None:
+        """Move a queued task up (negative) or down the queue."""
+        if task.state is not TaskState.QUEUED:
+            self.notify("Only queued tasks can be moved.", severity="warning")
+            return
+        client = self.client
+        self.command(lambda: client.move(task.id, offset))
+
+    def ask_add(self) -> None:
+        """Open the add dialog."""
+        from tui.screens.dialogs import AddDialog, AddRequest
+
+        def done(request: AddRequest | None) -> None:
+            if request is not None:
+                self.add_urls([request.url], request.options, select=True)
+
+        self.push_screen(AddDialog(self.options), done)
+
+    def ask_remove(self, task: TaskSnapshot) -> None:
+        """Confirm, then cancel and remove a task, deleting its partial file if asked."""
+        from tui.screens.dialogs import RemoveDialog
+
+        client = self.client
+
+        def done(choice: str | None) -> None:
+            if choice is not None:
+                delete = choice == "delete"
+                self.command(lambda: client.remove(task.id, delete_files=delete))
+
+        self.push_screen(RemoveDialog(task), done)
+
+    def ask_limit(self, task: TaskSnapshot | None, task_first: bool = False) -> None:
+        """Ask for a speed limit, global or for ``task`` (preselected with ``task_first``), and set it."""
+        from tui.screens.dialogs import LimitDialog, LimitRequest
+
+        client = self.client
+
+        def done(request: LimitRequest | None) -> None:
+            if request is None:
+                return
+            scope = "Global limit" if request.task_id is None else f"Limit of #{request.task_id}"
+            text = "none" if request.limit is None else format_rate(request.limit)
+            self.command(lambda: client.set_limit(request.limit, request.task_id), f"{scope}: {text}")
+
+        self.push_screen(LimitDialog(self.model.snapshot.speed_limit, task, task_first), done)
+
+    def show_help(self) -> None:
+        """Open the help screen."""
+        from tui.screens.help import HelpScreen
+
+        self.push_screen(HelpScreen())
+
+    def show_detail(self, task: TaskSnapshot) -> None:
+        """Open a task's detail screen."""
+        from tui.screens.detail import DetailScreen
+
+        self.push_screen(DetailScreen(task.id))
+
+    def action_request_quit(self) -> None:
+        """Quit, asking first if downloads are active or waiting."""
+        from tui.screens.dialogs import ConfirmDialog
+
+        unfinished = self.model.totals().unfinished
+        if not unfinished:
+            self.exit(return_code=0)
+            return
+        if any(isinstance(s, ConfirmDialog) for s in self.screen_stack):
+            return
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.exit(return_code=0)
+
+        plural = "s are" if unfinished != 1 else " is"
+        self.push_screen(ConfirmDialog(f"{unfinished} download{plural} active. Quit?", self.quit_note), done)
+
+
+def default_session_path() -> str:
+    """Where the dashboard keeps its session when the caller did not choose: the user's state dir."""
+    return os.path.join(user_state_dir("fetchtop"), "session.json")
+
+
+def run_dashboard(urls: list[str], options: TaskOptions, config: EngineConfig) -> int:
+    """Run the dashboard on an in-process Engine with ``urls`` queued; returns the exit code.
+
+    The Engine is created inside the app's event loop and closed when the app exits, which saves
+    the session so unfinished downloads resume the next time.
+    """
+    from engine.engine import Engine
+
+    if config.session_path is None:
+        path = default_session_path()
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        config = dataclasses.replace(config, session_path=path)
+    app = FetchtopApp(client_factory=lambda: Engine(config), urls=urls, options=options)
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,1 @@
+"""Screens of the dashboard: main, task detail, help and the dialogs."""

@@ -1,0 +1,1 @@
+"""Widgets of the dashboard: summary, charts, task table, segment map, event log."""

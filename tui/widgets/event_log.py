@@ -1,0 +1,24 @@
+"""The event log pane: retries, errors and completions with their times."""
+
+from __future__ import annotations
+
+from textual.widgets import RichLog
+
+from tui.model import DashboardModel
+
+
+class EventLog(RichLog):
+    """A RichLog that catches up with the model's log lines when asked."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, max_lines=500, wrap=False, markup=False, highlight=False, auto_scroll=True)
+        self._written = 0
+
+    def catch_up(self, model: DashboardModel) -> None:
+        """Write the lines logged since the last call."""
+        new = min(model.log_count - self._written, len(model.log))
+        if new <= 0:
+            return
+        for line in list(model.log)[-new:]:
+            self.write(line.render())
+        self._written = model.log_count

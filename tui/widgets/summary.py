@@ -1,0 +1,62 @@
+"""The summary pane: task counts, speeds, session total, limit and success rate."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from engine.units import format_bytes, format_rate
+from tui.formatting import limit_text
+from tui.model import DashboardModel
+
+
+def summary_text(model: DashboardModel, sort: str, filter_text: str, connected: bool = True) -> Text:
+    """The pane's lines for the model's latest snapshot."""
+    snap = model.snapshot
+    totals = model.totals()
+    rate = totals.success_rate
+    text = Text(no_wrap=True, overflow="ellipsis")
+
+    def pair(label: str, value: str, style: str = "", width: int = 10) -> None:
+        text.append(f"{label} ", style="bold")
+        text.append(value.ljust(width), style=style)
+
+    pair("Active ", str(totals.active), "cyan" if totals.active else "", 4)
+    pair("Queued", str(totals.queued), "", 4)
+    pair("Paused", str(totals.paused), "yellow" if totals.paused else "", 0)
+    text.append("\n")
+    pair("Done   ", str(totals.completed), "green" if totals.completed else "", 4)
+    pair("Failed", str(totals.failed), "bold red" if totals.failed else "", 4)
+    pair("OK", "-" if rate is None else f"{rate:.0%}", "", 0)
+    text.append("\n")
+    pair("Speed  ", format_rate(snap.speed), "bold cyan", 12)
+    pair("avg", format_rate(snap.avg_speed), "", 0)
+    text.append("\n")
+    pair("Session", format_bytes(snap.downloaded), "", 12)
+    pair("limit", limit_text(snap.speed_limit), "yellow" if snap.speed_limit else "", 0)
+    text.append("\n")
+    pair("Conns  ", str(snap.connections), "", 12)
+    pair("jobs", str(snap.jobs), "", 0)
+    text.append("\n")
+    pair("Sort   ", sort, "", 12)
+    pair("filter", filter_text or "-", "bold" if filter_text else "", 0)
+    if not connected:
+        text.append("\n")
+        text.append("engine connection lost, retrying", style="bold red")
+    return text
+
+
+class Summary(Static):
+    """The summary pane; redrawn only when its text changes."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self._last = ""
+
+    def show(self, model: DashboardModel, sort: str, filter_text: str, connected: bool = True) -> None:
+        """Redraw from the model if anything visible changed."""
+        text = summary_text(model, sort, filter_text, connected)
+        key = text.plain + repr(text.spans)
+        if key != self._last:
+            self._last = key
+            self.update(text)

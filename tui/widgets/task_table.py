@@ -1,0 +1,187 @@
+"""The task table: one row per task, updated by diff so the selection and scroll stay put."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.events import Resize
+from textual.widgets import DataTable
+from textual.widgets.data_table import RowDoesNotExist
+
+from engine.models import TaskSnapshot
+from tui.formatting import (
+    compact_bytes,
+    compact_rate,
+    ellipsize,
+    eta_text,
+    progress_cell,
+    state_text,
+    task_name,
+)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the table at a given terminal width."""
+
+    key: str
+    """Column key, also the cell's field."""
+    label: str
+    """Header text."""
+    width: int
+    """Content width in cells."""
+    right: bool = False
+    """Right-align the cell (numbers)."""
+
+
+PADDING = 1
+"""Cells of padding on each side of every column."""
+
+
+def layout(width: int) -> tuple[Column, ...]:
+    """The columns for a table ``width`` cells wide; the name column takes what is left.
+
+    Below 100 cells the average speed is dropped and the bar shortened so 80 columns show everything
+    that matters; wider terminals get longer bars and room for failure reasons.
+    """
+    wide = width >= 100
+    very_wide = width >= 150
+    fixed = [
+        Column("id", "ID", 3, right=True),
+        Column("name", "Name", 0),
+        Column("size", "Size", 5, right=True),
+        Column("progress", "Progress", 28 if very_wide else 20 if wide else 12),
+        Column("speed", "Speed", 7, right=True),
+    ]
+    if wide:
+        fixed.append(Column("avg", "Avg", 7, right=True))
+    fixed += [
+        Column("eta", "ETA", 5, right=True),
+        Column("conns", "Con", 3, right=True),
+        Column("state", "State", 30 if very_wide else 18 if wide else 11),
+    ]
+    used = sum(c.width + 2 * PADDING for c in fixed)
+    # One cell for the vertical scrollbar, which appears once rows overflow.
+    name_width = max(8, width - 1 - used)
+    return tuple(Column(c.key, c.label, name_width) if c.key == "name" else c for c in fixed)
+
+
+def task_cells(task: TaskSnapshot, columns: Sequence[Column]) -> dict[str, Text]:
+    """The cells of one task's row, by column key."""
+    cells: dict[str, Text] = {}
+    for col in columns:
+        match col.key:
+            case "id":
+                value = Text(str(task.id))
+            case "name":
+                value = Text(ellipsize(task_name(task), col.width))
+            case "size":
+                value = Text(compact_bytes(task.size) if task.size is not None else "?")
+            case "progress":
+                value = progress_cell(task.progress, col.width)
+            case "speed":
+                value = Text(compact_rate(task.speed if task.state.active else 0.0), style="cyan")
+            case "avg":
+                value = Text(compact_rate(task.avg_speed))
+            case "eta":
+                value = Text(eta_text(task))
+            case "conns":
+                value = Text(str(task.connections) if task.connections else "-")
+            case "state":
+                value = state_text(task, col.width)
+            case _:  # pragma: no cover - layout() only makes the keys above
+                value = Text("")
+        if col.right:
+            value.justify = "right"
+        cells[col.key] = value
+    return cells
+
+
+class TaskTable(DataTable[Text]):
+    """A DataTable of tasks keyed by task id.
+
+    :meth:`show` changes only the cells whose text changed, adds and removes rows as tasks come
+    and go, reorders only when the order changed, and keeps the cursor on the same task.
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", cell_padding=PADDING, zebra_stripes=False)
+        self._columns: tuple[Column, ...] = ()
+        self._shown: dict[int, dict[str, str]] = {}
+        self._order: list[int] = []
+        self._tasks: list[TaskSnapshot] = []
+
+    @property
+    def selected_id(self) -> int | None:
+        """Id of the task under the cursor."""
+        if not self.row_count:
+            return None
+        try:
+            row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        except Exception:
+            return None
+        return int(str(row_key.value)) if row_key.value is not None else None
+
+    def select_task(self, task_id: int) -> bool:
+        """Move the cursor to a task's row; False if it is not shown."""
+        try:
+            index = self.get_row_index(str(task_id))
+        except RowDoesNotExist:
+            return False
+        self.move_cursor(row=index, animate=False)
+        return True
+
+    def on_resize(self, event: Resize) -> None:
+        """Lay the columns out again for the new width."""
+        if layout(event.size.width) != self._columns:
+            self.show(self._tasks, force_layout=True)
+
+    def show(self, tasks: Sequence[TaskSnapshot], force_layout: bool = False) -> None:
+        """Make the table show ``tasks`` in this order, touching only what changed."""
+        self._tasks = list(tasks)
+        selected = self.selected_id
+        cursor_row = self.cursor_row
+        columns = layout(self.size.width or 80)
+        with self.app.batch_update():
+            if force_layout or columns != self._columns:
+                self.clear(columns=True)
+                self._shown.clear()
+                self._order = []
+                self._columns = columns
+                for col in columns:
+                    self.add_column(
+                        Text(col.label, justify="right" if col.right else "left"),
+                        width=col.width,
+                        key=col.key,
+                    )
+            wanted = [t.id for t in tasks]
+            wanted_set = set(wanted)
+            for tid in [t for t in self._order if t not in wanted_set]:
+                self.remove_row(str(tid))
+                del self._shown[tid]
+            self._order = [t for t in self._order if t in wanted_set]
+            for task in tasks:
+                cells = task_cells(task, columns)
+                plain = {k: v.plain + str(v.style) for k, v in cells.items()}
+                old = self._shown.get(task.id)
+                if old is None:
+                    self.add_row(*(cells[c.key] for c in columns), key=str(task.id))
+                    self._order.append(task.id)
+                else:
+                    for key, value in plain.items():
+                        if old.get(key) != value:
+                            self.update_cell(str(task.id), key, cells[key])
+                self._shown[task.id] = plain
+            if self._order != wanted:
+                rank = {tid: i for i, tid in enumerate(wanted)}
+                self.sort("id", key=lambda cell: rank[int(cell.plain)])
+                self._order = wanted
+            if selected is not None and selected in wanted_set:
+                index = self.get_row_index(str(selected))
+                if index != self.cursor_row:
+                    self.move_cursor(row=index, animate=False, scroll=True)
+            elif self.row_count:
+                # The selected task went away: stay at the same height rather than jump to the top.
+                self.move_cursor(row=min(cursor_row, self.row_count - 1), animate=False)
