@@ -253,7 +253,11 @@ class Download:
                 await self._retry_wait(classify(exc), attempt)
                 continue
             resp = opened.resp
-            if resp.status not in (200, 206):
+            if resp.status == 416 and resuming:
+                opened.close()
+                self._restart("remote file is shorter than the partial download; downloading again")
+                continue
+            if resp.status not in (200, 206) and not _empty_file(resp, start):
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
                 opened.close()
                 attempt += 1
@@ -274,7 +278,11 @@ class Download:
         task = self.task
         resp = opened.resp
         validators = Validators.of(resp.headers)
-        if resp.status == 206:
+        if _empty_file(resp, start):
+            # "416 bytes */0" is how a server says the file is empty: nothing to fetch.
+            task.resumable = True
+            task.size = 0
+        elif resp.status == 206:
             cr = parse_content_range(resp.headers.get("Content-Range"))
             if cr is None or cr[0] != start or cr[2] is None:
                 raise DownloadError(
@@ -703,6 +711,14 @@ class Download:
             control.fsync_dir(directory)
             return final
         raise DownloadError(f"no free file name for {name!r}", permanent=True, kind="name")
+
+
+def _empty_file(resp: aiohttp.ClientResponse, start: int) -> bool:
+    return (
+        resp.status == 416
+        and start == 0
+        and resp.headers.get("Content-Range", "").replace(" ", "").lower() == "bytes*/0"
+    )
 
 
 def _validators_differ(task: Task, got: Validators) -> bool:
