@@ -444,14 +444,14 @@ class Download:
     async def _fetch_segment(self, conn: Connection, seg: Segment, opened: _Response | None) -> None:
         attempt = 0
         while seg.pos < seg.end:
-            progressed = False
+            before = seg.pos
             try:
                 if opened is None:
                     opened = await self._request_range(seg)
                 conn.started = time.monotonic()
                 conn.meter = RateMeter(window=2.0)
                 conn.meter.start()
-                progressed = await self._stream(conn, seg, opened.resp)
+                await self._stream(conn, seg, opened.resp)
                 if seg.pos < seg.end and not conn.restart_requested:
                     raise DownloadError("body ended early (truncated transfer)", kind="truncated")
             except (asyncio.CancelledError, TooManyConnections, RemoteChanged):
@@ -459,7 +459,8 @@ class Download:
             except Exception as exc:  # classified below; permanent ones end the task
                 if conn.restart_requested:
                     continue
-                if progressed:
+                # Judged by position: a reset mid-body raises out of _stream after bytes arrived.
+                if seg.pos > before:
                     attempt = 0
                 attempt += 1
                 await self._retry_wait(classify(exc), attempt)
