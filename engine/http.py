@@ -16,6 +16,7 @@ from engine.models import TaskOptions
 USER_AGENT = "fetchtop/0.1"
 SUPPORTED_SCHEMES = ("http", "https")
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
 
 
 class DownloadError(Exception):
@@ -46,7 +47,11 @@ class RemoteChanged(Exception):
 
 def redact(url: str | URL) -> str:
     """The URL without user name or password, for anything a person or log may see."""
-    u = url if isinstance(url, URL) else URL(url)
+    try:
+        u = url if isinstance(url, URL) else URL(url)
+    except (ValueError, TypeError):
+        # Unparseable (it will fail as malformed later): still never show what looks like userinfo.
+        return _USERINFO.sub(r"\1", str(url))
     if u.user is None and u.password is None:
         return str(u)
     return str(u.with_user(None).with_password(None))
