@@ -17,19 +17,28 @@ MAX_BACKLOG = 10_000
 
 
 class Subscription:
-    """An async iterator over the events published after it was made."""
+    """An async iterator over the events published after it was made.
+
+    Order is kept between the two kinds too: the coalesced progress is only handed out once
+    every lifecycle event published before it has been, so a reader never applies a
+    snapshot older than an event it already saw (a task it saw removed cannot come back).
+    """
 
     def __init__(self, bus: EventBus) -> None:
         self._bus = bus
         self._queue: deque[Event] = deque()
+        self._pushed = 0
+        self._taken = 0
         self._progress: ProgressUpdated | None = None
+        self._progress_after = 0
         self._wake = asyncio.Event()
         self._closed = False
+        self._ending = False
         self.overflowed = False
         """True if this subscriber fell so far behind that it was cut off."""
 
     def _push(self, event: Event) -> None:
-        if self._closed:
+        if self._closed or self._ending:
             return
         if len(self._queue) >= MAX_BACKLOG:
             # A reader this far behind is gone or stuck; dropping it keeps memory bounded.
@@ -37,16 +46,25 @@ class Subscription:
             self.close()
             return
         self._queue.append(event)
+        self._pushed += 1
         self._wake.set()
 
     def _offer_progress(self, event: ProgressUpdated) -> None:
-        if not self._closed:
+        if not (self._closed or self._ending):
             self._progress = event
+            self._progress_after = self._pushed
             self._wake.set()
+
+    def _end(self) -> None:
+        # The bus is closing: hand out what was already published, then stop.
+        self._ending = True
+        self._wake.set()
 
     def close(self) -> None:
         """Stop the iteration; pending events are dropped."""
         self._closed = True
+        self._queue.clear()
+        self._progress = None
         self._bus._unsubscribe(self)
         self._wake.set()
 
@@ -57,11 +75,15 @@ class Subscription:
         while True:
             if self._closed:
                 raise StopAsyncIteration
-            if self._queue:
-                return self._queue.popleft()
-            if self._progress is not None:
+            if self._progress is not None and self._taken >= self._progress_after:
                 event, self._progress = self._progress, None
                 return event
+            if self._queue:
+                self._taken += 1
+                return self._queue.popleft()
+            if self._ending:
+                self._closed = True
+                raise StopAsyncIteration
             self._wake.clear()
             await self._wake.wait()
 
@@ -77,11 +99,18 @@ class EventBus:
 
     def __init__(self) -> None:
         self._subscribers: list[Subscription] = []
+        self._closed = False
 
     def subscribe(self) -> Subscription:
-        """A new subscription receiving every event published from now on."""
+        """A new subscription receiving every event published from now on.
+
+        After :meth:`close` the subscription is already at its end.
+        """
         sub = Subscription(self)
-        self._subscribers.append(sub)
+        if self._closed:
+            sub._end()
+        else:
+            self._subscribers.append(sub)
         return sub
 
     def _unsubscribe(self, sub: Subscription) -> None:
@@ -98,9 +127,11 @@ class EventBus:
                 sub._push(event)
 
     def close(self) -> None:
-        """End every subscription."""
-        for sub in list(self._subscribers):
-            sub.close()
+        """End every subscription once it has read what was already published."""
+        self._closed = True
+        subs, self._subscribers = self._subscribers, []
+        for sub in subs:
+            sub._end()
 
     @property
     def subscriber_count(self) -> int:
