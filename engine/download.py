@@ -305,7 +305,7 @@ class Download:
             task.size = resp.content_length
         task.etag, task.last_modified = validators.etag, validators.last_modified
         task.final_url = redact(resp.url)
-        self._url = str(resp.url)
+        self._url = _with_credentials(str(resp.url), task.url)
         if task.path is None:
             await self._choose_path(resp)
         await self._open_file(fresh=not task.done.covered)
@@ -720,6 +720,18 @@ def _empty_file(resp: aiohttp.ClientResponse, start: int) -> bool:
         and start == 0
         and resp.headers.get("Content-Range", "").replace(" ", "").lower() == "bytes*/0"
     )
+
+
+def _with_credentials(final: str, original: str) -> str:
+    """``final`` with the user and password of ``original`` when both are on the same origin.
+
+    aiohttp moves URL credentials into the Authorization header, so ``resp.url`` never carries them;
+    without this every segment request after the probe would be sent without them (401).
+    """
+    src, dst = URL(original), URL(final)
+    if src.user is None or dst.user is not None or src.origin() != dst.origin():
+        return final
+    return str(dst.with_user(src.user).with_password(src.password))
 
 
 def _validators_differ(task: Task, got: Validators) -> bool:
