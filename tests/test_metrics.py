@@ -45,6 +45,8 @@ class Served:
     """Content-Disposition header, if any."""
     status: int = 200
     """Any other status makes every request answer it with no file."""
+    delay: float = 0.0
+    """Seconds each request waits before it is answered."""
     sent: int = 0
     """Body bytes written so far, over all requests."""
     requests: int = 0
@@ -98,6 +100,8 @@ class FileServer:
         if served is None:
             return web.Response(status=404, text="no such file")
         served.requests += 1
+        if served.delay:
+            await asyncio.sleep(served.delay)
         if served.status != 200:
             return web.Response(status=served.status, text="nope")
         if served.fail_first > 0:
