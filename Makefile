@@ -35,3 +35,6 @@ screenshots: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
