@@ -76,6 +76,9 @@ DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1
 SNAPSHOT_TIMEOUT = 2.0
 """Seconds a scrape waits for a fresh snapshot before serving the latest one it has."""
 
+CLOCK_STEP = 5.0
+"""A snapshot this many seconds older than the latest is taken as a clock change, not as stale."""
+
 TASK_LABELS = ("task_id", "file_name")
 """Labels of the per-task series."""
 
@@ -147,6 +150,10 @@ class EngineMetrics:
         # The engine's total only grows within a session; keeping the highest value seen keeps
         # the counter exact even if an older snapshot arrives after a newer one.
         self.downloaded_bytes = max(self.downloaded_bytes, snapshot.downloaded)
+        # A progress event queued before a scrape's fresh snapshot may be applied after it; keep
+        # the newer state. A much older one means the wall clock was set back: take it anyway.
+        if 0 < self.snapshot.time - snapshot.time <= CLOCK_STEP:
+            return
         self.snapshot = snapshot
         # Forget ended tasks once snapshots agree they are over (or gone), keeping the set small.
         live = {t.id for t in snapshot.tasks if not t.state.finished}
@@ -157,8 +164,8 @@ class EngineMetrics:
         return [t for t in self.snapshot.tasks if _shown(t) and t.id not in self._ended]
 
     def describe(self) -> Iterable[Metric]:
-        """The families exported (without samples), for the registry's name clash checks."""
-        return [family for family in self.collect() if family.name]
+        """The families exported, for the registry's name clash checks."""
+        return self.collect()
 
     def collect(self) -> Iterable[Metric]:
         """Every family as of now; called by the registry at each scrape."""

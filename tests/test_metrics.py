@@ -531,6 +531,18 @@ def test_a_stale_snapshot_neither_recounts_bytes_nor_revives_a_finished_task() -
     assert value(samples, "fetchtop_download_duration_seconds_bucket", le="2.5") == 1
 
 
+def test_an_older_snapshot_does_not_replace_a_newer_one_unless_the_clock_stepped_back() -> None:
+    metrics = EngineMetrics()
+    metrics.update(EngineSnapshot(speed=200.0, time=1000.0))
+    metrics.apply(ProgressUpdated(999.8, EngineSnapshot(speed=100.0, time=999.8)))
+    assert value(parse(generate_latest(metrics.registry).decode()), "fetchtop_speed_bytes_per_second") == 200
+    metrics.apply(ProgressUpdated(1000.1, EngineSnapshot(speed=300.0, time=1000.1)))
+    assert value(parse(generate_latest(metrics.registry).decode()), "fetchtop_speed_bytes_per_second") == 300
+    # Set back by an hour: staleness is at most a tick or two, so this is a clock change.
+    metrics.apply(ProgressUpdated(0.0, EngineSnapshot(speed=50.0, time=1000.1 - 3600)))
+    assert value(parse(generate_latest(metrics.registry).decode()), "fetchtop_speed_bytes_per_second") == 50
+
+
 def test_retry_reasons_stay_bounded() -> None:
     metrics = EngineMetrics()
     for i in range(100):
