@@ -7,7 +7,10 @@ Exit statuses, one stderr line per failure and never a traceback, usage errors, 
 from __future__ import annotations
 
 import hashlib
+import os
+import pty
 import re
+import select
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -310,3 +313,44 @@ def test_existing_file_is_never_overwritten(threaded_fault_server: FaultServer, 
         "report.pdf",
     ]
     assert re.search(r"report\.2\.pdf", second.stdout), second.describe()
+
+
+def test_terminal_gets_live_progress_bars(threaded_fault_server: FaultServer, procs: Processes) -> None:
+    srv = threaded_fault_server
+    size = 2 * MiB
+    url = srv.add_file("bars.bin", size, rate=1 * MiB)  # two connections: about 1 s, a few refreshes
+    master, slave = pty.openpty()
+    env = {**procs.env, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "30"}
+    try:
+        proc = procs.start(["get", "-x", "2", "-d", "t", url], stdout=slave, env=env)
+        os.close(slave)
+        slave = -1
+        screen = bytearray()
+        deadline = time.monotonic() + 30
+        # Drain the terminal while the child runs, or a full pty buffer would block it.
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed its side
+                    chunk = b""
+                if not chunk and proc.poll() is not None:
+                    break
+                screen += chunk
+            elif proc.poll() is not None:
+                break
+        res = procs.finish(proc, timeout=10)
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+
+    text = screen.decode(errors="replace")
+    assert res.returncode == 0, f"{res.describe()}\n--- terminal ---\n{text}"
+    assert res.err_lines == [], res.describe()
+    assert_no_traceback(text, res.stderr)
+    assert "\x1b[" in text  # drawn with terminal control sequences, not plain lines
+    assert "bars.bin" in text and "100.0%" in text, text
+    assert "completed " not in text  # the plain reporter's lines are for pipes
+    assert file_matches(str(procs.cwd / "t" / "bars.bin"), "bars.bin", size)

@@ -1,0 +1,221 @@
+"""Crash-safe resume of ``fetchtop get``: ``kill -9`` mid-download, Ctrl-C, SIGTERM, then the same
+command again, against the fault server (throttled so the first run is caught half-way)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from engine.faultserver import FaultServer, MiB, RequestRecord, etag_for, expected_bytes, expected_sha256
+from tests.cli_helpers import (
+    Processes,
+    Result,
+    assert_no_traceback,
+    claimed_bytes,
+    claimed_ranges,
+    cli_env,
+    parse_range,
+    read_control,
+)
+
+NAME = "resume-me.bin"
+SIZE = 6 * MiB
+FIRST_RATE = 1 * MiB
+"""Per connection in the first run: two connections take about 3 s, so it is caught half-way."""
+SECOND_RATE = 3 * MiB
+"""Per connection in the rerun: still throttled, so the final name can be watched while it runs."""
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Processes]:
+    """Runs fetchtop with cwd ``tmp_path/work`` and a private HOME; kills leftovers in teardown."""
+    home = tmp_path / "home"
+    home.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    p = Processes(work, cli_env(home))
+    try:
+        yield p
+    finally:
+        p.kill_all()
+
+
+@dataclass
+class Paths:
+    """The files of the download under test."""
+
+    dir: Path
+    final: Path
+    part: Path
+    control: Path
+
+
+def paths_in(directory: Path) -> Paths:
+    """Where the download of NAME lives in ``directory``."""
+    final = directory / NAME
+    return Paths(directory, final, directory / (NAME + ".part"), directory / (NAME + ".part.json"))
+
+
+def watch(
+    proc: subprocess.Popen[str], p: Paths, until_claimed: int | None, timeout: float
+) -> dict[str, object]:
+    """Poll while ``proc`` runs: the final name must never hold a partial file. Returns the control
+    file once it claims at least ``until_claimed`` bytes (None: watch until the process exits)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if p.final.exists():
+            # The final name appears only by rename of the complete, verified file.
+            assert until_claimed is None, "final name appeared during a run that should be interrupted"
+            assert p.final.stat().st_size == SIZE, f"partial file under the final name: {p.final.stat()}"
+        if until_claimed is not None:
+            ctrl = read_control(p.control)
+            if ctrl is not None and claimed_bytes(ctrl) >= until_claimed:
+                assert p.part.exists()
+                return ctrl
+        if proc.poll() is not None:
+            if until_claimed is not None:
+                out, err = proc.communicate(timeout=10)
+                raise AssertionError(
+                    f"fetchtop exited ({proc.returncode}) before its control file claimed data\n{out}\n{err}"
+                )
+            return {}
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s (control file: {read_control(p.control)})")
+        time.sleep(0.01)
+
+
+def overlaps(a: int, b: int, ranges: list[tuple[int, int]]) -> bool:
+    """Whether ``[a, b)`` shares a byte with any of ``ranges``."""
+    return any(a < e and s < b for s, e in ranges)
+
+
+def check_part_holds_claims(p: Paths, done: list[tuple[int, int]]) -> None:
+    """Every byte the control file claims is on disk in the part file, and right."""
+    data = p.part.read_bytes()
+    want = expected_bytes(NAME, SIZE)
+    for a, b in done:
+        assert data[a:b] == want[a:b], f"claimed range {a}-{b} is not what the server sent"
+
+
+def check_resumed_requests(records: list[RequestRecord], done: list[tuple[int, int]]) -> None:
+    """The rerun asked only for the missing bytes, with If-Range, never from byte 0 of done data."""
+    assert records, "the rerun made no request"
+    gaps_start = 0
+    for s, e in sorted(done):
+        if s > gaps_start:
+            break
+        gaps_start = max(gaps_start, e)
+    first = records[0]
+    assert first.range is not None and parse_range(first.range)[0] == gaps_start, (first.range, done)
+    assert gaps_start > 0 or len(done) > 0
+    for rec in records:
+        assert rec.range is not None, "a resumed request without Range"
+        start, last = parse_range(rec.range)
+        end = SIZE if last is None else last + 1
+        if last is not None:
+            assert not overlaps(start, end, done), f"re-fetched done bytes: {rec.range} vs {done}"
+        else:
+            assert not overlaps(start, start + 1, done), f"re-fetched done bytes: {rec.range} vs {done}"
+        assert rec.if_range == etag_for(NAME, SIZE), f"resumed without a matching If-Range: {rec.if_range}"
+
+
+def check_finished(p: Paths, res: Result) -> None:
+    """Exit 0, the exact bytes under the final name, nothing else left behind."""
+    assert res.returncode == 0, res.describe()
+    assert_no_traceback(res.stdout, res.stderr)
+    assert res.err_lines == [], res.describe()
+    assert sorted(x.name for x in p.dir.iterdir()) == [NAME]
+    digest = hashlib.sha256(p.final.read_bytes()).hexdigest()
+    assert digest == expected_sha256(NAME, SIZE)
+
+
+def test_kill_9_mid_download_then_same_command_resumes(
+    threaded_fault_server: FaultServer, procs: Processes
+) -> None:
+    srv = threaded_fault_server
+    url = srv.add_file(NAME, SIZE, rate=FIRST_RATE)
+    p = paths_in(procs.cwd / "dl")
+    args = ["get", "-x", "2", "-d", "dl", url]
+
+    first = procs.start(args)
+    watch(first, p, until_claimed=1, timeout=20)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    assert first.returncode == -signal.SIGKILL
+
+    # What the crash left: part and control file, never a file under the final name.
+    assert not p.final.exists()
+    assert p.part.exists() and p.control.exists()
+    ctrl = read_control(p.control)
+    done = claimed_ranges(ctrl)
+    claimed = claimed_bytes(ctrl)
+    assert 0 < claimed < SIZE, done
+    check_part_holds_claims(p, done)
+
+    stats = srv.stats(NAME)
+    time.sleep(0.2)  # let the server notice the dead client before counting
+    before_records, before_sent = len(stats.records), stats.bytes_sent
+    srv.update(NAME, rate=SECOND_RATE)
+
+    second = procs.start(args)
+    watch(second, p, until_claimed=None, timeout=30)
+    res = procs.finish(second, timeout=30)
+
+    check_finished(p, res)
+    check_resumed_requests(stats.records[before_records:], done)
+    resent = stats.bytes_sent - before_sent
+    # Only the missing bytes again (plus what an open-ended probe had in flight when it was cut).
+    assert resent <= SIZE - claimed + 1 * MiB, (resent, SIZE - claimed)
+    assert stats.bytes_sent < 2 * SIZE, stats.bytes_sent
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_exits_130_saves_state_and_resumes(
+    threaded_fault_server: FaultServer, procs: Processes, sig: signal.Signals
+) -> None:
+    srv = threaded_fault_server
+    url = srv.add_file(NAME, SIZE, rate=FIRST_RATE)
+    p = paths_in(procs.cwd / "dl")
+    args = ["get", "-x", "2", "-d", "dl", url]
+
+    first = procs.start(args)
+    watch(first, p, until_claimed=1, timeout=20)
+    first.send_signal(sig)
+    res1 = procs.finish(first, timeout=15)
+
+    assert res1.returncode == 130, res1.describe()
+    assert_no_traceback(res1.stdout, res1.stderr)
+    assert len(res1.err_lines) == 1, res1.describe()
+    assert "interrupted" in res1.err_lines[0], res1.describe()
+    assert not p.final.exists()
+    assert p.part.exists() and p.control.exists()
+    ctrl = read_control(p.control)
+    done = claimed_ranges(ctrl)
+    claimed = claimed_bytes(ctrl)
+    assert 0 < claimed < SIZE, done
+    check_part_holds_claims(p, done)
+
+    stats = srv.stats(NAME)
+    time.sleep(0.2)
+    # A clean stop saves everything that arrived: the control file accounts for the bytes served
+    # but for what was still in the socket buffers (well under a MiB at this rate).
+    assert stats.bytes_sent - claimed < 1 * MiB, (stats.bytes_sent, claimed)
+    before_records, before_sent = len(stats.records), stats.bytes_sent
+    srv.update(NAME, rate=SECOND_RATE)
+
+    second = procs.start(args)
+    watch(second, p, until_claimed=None, timeout=30)
+    res2 = procs.finish(second, timeout=30)
+
+    check_finished(p, res2)
+    check_resumed_requests(stats.records[before_records:], done)
+    assert stats.bytes_sent - before_sent <= SIZE - claimed + 1 * MiB
+    assert stats.bytes_sent < 2 * SIZE
