@@ -76,6 +76,25 @@ def compact_rate(n: float | None) -> str:
     return compact_bytes(n) + "/s"
 
 
+def short_bytes(n: float | None) -> str:
+    """A size in at most eight characters with a spaced unit: ``512 B``, ``7.8 MiB``, ``1023 KiB``."""
+    if n is None:
+        return "?"
+    value = float(max(0.0, n))
+    if value < 1024:
+        return f"{int(value)} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1023.5 or unit == "TiB":
+            return f"{value:.1f} {unit}" if value < 9.95 else f"{value:.0f} {unit}"
+    return "?"  # pragma: no cover - the loop always returns
+
+
+def short_rate(n: float | None) -> str:
+    """A speed in at most ten characters: ``7.8 MiB/s``; ``0 B/s`` for nothing."""
+    return short_bytes(0 if n is None else n) + "/s"
+
+
 def percent(progress: float | None) -> str:
     """``42%``; ``?`` when unknown. Never shows 100% before the end."""
     if progress is None:
@@ -148,8 +167,8 @@ def clock_time(t: float) -> str:
 
 
 def limit_text(limit: int | None) -> str:
-    """A speed limit for people: ``none`` or ``500.0 KiB/s``."""
-    return "none" if limit is None else format_rate(limit)
+    """A speed limit for people: ``none`` or ``500 KiB/s``."""
+    return "none" if limit is None else short_rate(limit)
 
 
 def limit_input(limit: int | None) -> str:

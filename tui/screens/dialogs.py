@@ -64,7 +64,8 @@ class Rate(Validator):
         try:
             parse_rate(value)
         except ValueError as exc:
-            return self.failure(str(exc).capitalize() + ".")
+            message = str(exc)
+            return self.failure(message[:1].upper() + message[1:] + ".")
         return self.success()
 
 

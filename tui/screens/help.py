@@ -13,21 +13,21 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 KEYS: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("a",), "Add a download: URL, optional file name, directory, connections"),
+    (("a",), "Add a download (URL, file name, directory, connections)"),
     (("p", "space"), "Pause or resume the selected task"),
     (("P",), "Pause all, or resume all when nothing runs"),
     (("r",), "Retry the selected failed or cancelled task"),
-    (("d", "delete"), "Remove the selected task; asks, and can delete its partial file"),
+    (("d", "delete"), "Remove the task (asks; can also delete its partial file)"),
     (("l",), "Speed limit: global, or the selected task's (empty: none)"),
     (("u", "n"), "Move the selected queued task up / down the queue"),
-    (("s",), "Cycle the sort column: queue, name, size, progress, speed, ETA, state"),
+    (("s",), "Cycle sort: queue, name, size, progress, speed, ETA, state"),
     (("slash",), "Filter by name; Enter keeps the filter, Esc clears it"),
     (("e",), "Show or hide the event log"),
     (("up", "down", "pageup", "pagedown"), "Select a task"),
     (("enter",), "Open the selected task's detail screen"),
     (("escape",), "Close the detail screen, a dialog or this help"),
     (("question_mark",), "This help"),
-    (("q", "ctrl+c"), "Quit; asks first if downloads are active, which resume next time"),
+    (("q", "ctrl+c"), "Quit (asks if downloads are active; they resume next time)"),
 )
 """Every key the dashboard answers to (Textual key names) and what it does."""
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from engine.units import format_bytes, format_rate
-from tui.formatting import limit_text
+from tui.formatting import limit_text, short_bytes, short_rate
 from tui.model import DashboardModel
 
 
@@ -29,16 +28,16 @@ def summary_text(model: DashboardModel, sort: str, filter_text: str, connected: 
     pair("Failed", str(totals.failed), "bold red" if totals.failed else "", 4)
     pair("OK", "-" if rate is None else f"{rate:.0%}", "", 0)
     text.append("\n")
-    pair("Speed  ", format_rate(snap.speed), "bold cyan", 12)
-    pair("avg", format_rate(snap.avg_speed), "", 0)
+    pair("Speed  ", short_rate(snap.speed), "bold cyan", 11)
+    pair("avg", short_rate(snap.avg_speed), "", 0)
     text.append("\n")
-    pair("Session", format_bytes(snap.downloaded), "", 12)
-    pair("limit", limit_text(snap.speed_limit), "yellow" if snap.speed_limit else "", 0)
+    pair("Session", short_bytes(snap.downloaded), "", 11)
+    pair("conns", str(snap.connections), "", 0)
     text.append("\n")
-    pair("Conns  ", str(snap.connections), "", 12)
-    pair("jobs", str(snap.jobs), "", 0)
+    pair("Limit  ", limit_text(snap.speed_limit), "yellow" if snap.speed_limit else "", 11)
+    pair("jobs ", str(snap.jobs), "", 0)
     text.append("\n")
-    pair("Sort   ", sort, "", 12)
+    pair("Sort   ", sort, "", 11)
     pair("filter", filter_text or "-", "bold" if filter_text else "", 0)
     if not connected:
         text.append("\n")

@@ -58,7 +58,7 @@ def layout(width: int) -> tuple[Column, ...]:
     if wide:
         fixed.append(Column("avg", "Avg", 7, right=True))
     fixed += [
-        Column("eta", "ETA", 5, right=True),
+        Column("eta", "ETA", 6, right=True),
         Column("conns", "Con", 3, right=True),
         Column("state", "State", 30 if very_wide else 18 if wide else 11),
     ]
