@@ -111,6 +111,7 @@ class Engine:
         self._closed = False
         self._jobs = self.config.jobs
         self._saver: asyncio.Future[None] | None = None
+        self._save_lock = asyncio.Lock()
 
     # ----- context ---------------------------------------------------------------------------
 
@@ -416,13 +417,15 @@ class Engine:
     async def _save_session(self) -> None:
         if not self.config.session_path:
             return
-        tasks = [self._tasks[i] for i in self._order]
-        entries = [
-            (t.url, t.options, t.state)
-            for t in tasks
-            if t.state not in (TaskState.COMPLETED, TaskState.CANCELLED)
-        ]
-        await asyncio.to_thread(save_session, Path(self.config.session_path), entries)
+        # One save at a time: they share a temp file name, and the last one must see the latest state.
+        async with self._save_lock:
+            tasks = [self._tasks[i] for i in self._order]
+            entries = [
+                (t.url, t.options, t.state)
+                for t in tasks
+                if t.state not in (TaskState.COMPLETED, TaskState.CANCELLED)
+            ]
+            await asyncio.to_thread(save_session, Path(self.config.session_path), entries)
 
 
 __all__ = ["MAX_CONNECTIONS", "Engine", "EngineConfig", "MiB", "replace"]
