@@ -1,0 +1,385 @@
+"""RemoteClient: :class:`engine.client.EngineClient` over the daemon's control API (see :mod:`engine.daemon`).
+
+Commands are JSON over HTTP on the daemon's Unix socket, or on TCP with a bearer token; events come
+over a WebSocket. A daemon that refuses a request raises :class:`engine.client.EngineError`; a daemon
+that cannot be reached raises :class:`DaemonUnavailable`. The event stream either ends with
+DaemonUnavailable when the connection drops (the dashboard resubscribes and shows it) or, with
+``subscribe(reconnect=True)``, retries with backoff itself and reports the gap as
+:class:`ConnectionLost` / :class:`ConnectionRestored` events.
+
+No UI toolkit here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from engine.client import EngineError
+from engine.codec import event_from_json, from_plain, to_plain
+from engine.daemon import API
+from engine.events import Event
+from engine.models import EngineSnapshot, TaskOptions, TaskSnapshot
+
+_closing: set[asyncio.Task[None]] = set()
+"""Socket closes started by the synchronous :meth:`RemoteSubscription.close`, kept until done."""
+
+RECONNECT_DELAYS = (0.25, 0.5, 1.0, 2.0, 5.0)
+"""Ceilings of the jittered waits between reconnection attempts (the last one repeats)."""
+
+
+class DaemonUnavailable(ConnectionError):
+    """The daemon cannot be reached (not running, connection refused or lost); one-line message."""
+
+    def __init__(self, message: str, not_running: bool = False) -> None:
+        super().__init__(message)
+        self.not_running = not_running
+        """True when nothing listens on the daemon's socket (missing, or refusing: left by a crash)."""
+
+
+class Unauthorized(EngineError):
+    """The daemon refused the token (HTTP 401)."""
+
+
+@dataclass(frozen=True)
+class ConnectionLost(Event):
+    """The event stream to the daemon broke; it is being retried. Made by the client, never the daemon."""
+
+    reason: str
+    """Why, one line."""
+
+
+@dataclass(frozen=True)
+class ConnectionRestored(Event):
+    """The event stream to the daemon is back; a fresh ProgressUpdated follows."""
+
+
+class RemoteClient:
+    """Drives a daemon: ``RemoteClient(socket_path=...)`` or ``RemoteClient(url=..., token=...)``.
+
+    Implements :class:`engine.client.EngineClient`. The HTTP session is opened on first use, inside
+    the event loop that uses it.
+    """
+
+    def __init__(
+        self,
+        socket_path: str | None = None,
+        *,
+        url: str | None = None,
+        token: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        if (socket_path is None) == (url is None):
+            raise ValueError("give exactly one of socket_path and url")
+        self.socket_path = socket_path
+        """The daemon's Unix socket, if that is the way to it."""
+        self.base_url = (url or "http://fetchtop").rstrip("/")
+        """``http://host:port`` of the daemon's TCP listener (a placeholder host on a socket)."""
+        self.token = token
+        """The bearer token sent with every request (TCP), if any."""
+        self.timeout = timeout
+        """Seconds any one request may take."""
+        self.connected = False
+        """Whether the last exchange with the daemon worked; a UI can show it."""
+        self._headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        self._session: aiohttp.ClientSession | None = None
+        self._subscriptions: set[RemoteSubscription] = set()
+
+    @property
+    def where(self) -> str:
+        """The daemon's address, for messages."""
+        return f"unix:{self.socket_path}" if self.socket_path is not None else self.base_url
+
+    # -- session -----------------------------------------------------------------------------------
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector: aiohttp.BaseConnector
+            if self.socket_path is not None:
+                connector = aiohttp.UnixConnector(path=self.socket_path)
+            else:
+                connector = aiohttp.TCPConnector()
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                trust_env=False,  # the daemon is ours: never through a proxy
+            )
+        return self._session
+
+    async def __aenter__(self) -> RemoteClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """End every event stream and close the connection pool; downloads go on in the daemon."""
+        for sub in list(self._subscriptions):
+            await sub.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _unavailable(self, exc: BaseException) -> DaemonUnavailable:
+        self.connected = False
+        if isinstance(exc, TimeoutError):
+            reason = f"no answer within {self.timeout:g}s"
+        elif isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror
+        else:
+            reason = str(exc) or type(exc).__name__
+        not_running = (
+            self.socket_path is not None
+            and isinstance(exc, OSError)
+            and exc.errno in (errno.ENOENT, errno.ECONNREFUSED)
+        )
+        return DaemonUnavailable(f"cannot reach the daemon at {self.where}: {reason}", not_running)
+
+    # -- requests ----------------------------------------------------------------------------------
+
+    async def request(self, method: str, command: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send one API request; returns the JSON answer. Raises EngineError or DaemonUnavailable."""
+        session = self._client()
+        try:
+            async with session.request(method, f"{self.base_url}{API}/{command}", json=body) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise self._unavailable(exc) from None
+        self.connected = True
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise EngineError(f"the daemon answered HTTP {status} without JSON")
+        if status == 401:
+            raise Unauthorized(f"the daemon refused the token: {data.get('error', 'unauthorized')}")
+        if status >= 400:
+            raise EngineError(str(data.get("error") or f"HTTP {status}"))
+        return data
+
+    async def status(self) -> dict[str, Any]:
+        """The daemon's pid, start time, directories and task counts."""
+        return await self.request("GET", "status")
+
+    async def add(self, url: str, options: TaskOptions | None = None) -> int:
+        """Queue a download; returns its task id."""
+        body: dict[str, Any] = {"url": url}
+        if options is not None:
+            body["options"] = to_plain(options)
+        data = await self.request("POST", "add", body)
+        task_id = data.get("id")
+        if not isinstance(task_id, int):
+            raise EngineError("the daemon did not return a task id")
+        return task_id
+
+    async def pause(self, task_id: int) -> None:
+        """Pause a task, keeping its progress."""
+        await self.request("POST", "pause", {"id": task_id})
+
+    async def resume(self, task_id: int) -> None:
+        """Queue a paused, failed or cancelled task again."""
+        await self.request("POST", "resume", {"id": task_id})
+
+    async def cancel(self, task_id: int) -> None:
+        """Stop a task for good; its partial file stays."""
+        await self.request("POST", "cancel", {"id": task_id})
+
+    async def remove(self, task_id: int, delete_files: bool = False) -> None:
+        """Cancel and forget a task, optionally deleting its partial file."""
+        await self.request("POST", "remove", {"id": task_id, "delete_files": delete_files})
+
+    async def pause_all(self) -> None:
+        """Pause every queued or active task."""
+        await self.request("POST", "pause_all", {})
+
+    async def resume_all(self) -> None:
+        """Resume every paused task."""
+        await self.request("POST", "resume_all", {})
+
+    async def set_limit(self, limit: int | None, task_id: int | None = None) -> None:
+        """Set the global limit, or one task's, in bytes per second (None: unlimited)."""
+        await self.request("POST", "limit", {"limit": limit, "task_id": task_id})
+
+    async def move(self, task_id: int, offset: int) -> None:
+        """Move a task ``offset`` places in the queue."""
+        await self.request("POST", "move", {"id": task_id, "offset": offset})
+
+    async def stop(self) -> int:
+        """Ask the daemon to save its session and exit; returns its pid."""
+        data = await self.request("POST", "stop", {})
+        pid = data.get("pid")
+        return pid if isinstance(pid, int) else 0
+
+    async def get_snapshot(self) -> EngineSnapshot:
+        """The daemon's current state."""
+        data = await self.request("GET", "snapshot")
+        try:
+            snapshot = from_plain(EngineSnapshot, data["snapshot"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EngineError(f"the daemon sent a snapshot that cannot be read: {exc}") from None
+        assert isinstance(snapshot, EngineSnapshot)
+        return snapshot
+
+    async def history(self) -> list[TaskSnapshot]:
+        """Finished tasks the daemon remembers, oldest first."""
+        data = await self.request("GET", "history")
+        try:
+            return [from_plain(TaskSnapshot, item) for item in data["tasks"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EngineError(f"the daemon sent a history that cannot be read: {exc}") from None
+
+    def subscribe(self, reconnect: bool = False) -> RemoteSubscription:
+        """Events from now on (the first is a fresh ProgressUpdated).
+
+        Without ``reconnect`` the iteration raises DaemonUnavailable when the connection cannot be made
+        or drops; with it, it retries with jittered backoff for as long as it is iterated, yielding
+        ConnectionLost once per outage and ConnectionRestored when back.
+        """
+        sub = RemoteSubscription(self, reconnect)
+        self._subscriptions.add(sub)
+        return sub
+
+
+class RemoteSubscription:
+    """An async iterator over the daemon's events, read from its WebSocket."""
+
+    def __init__(self, client: RemoteClient, reconnect: bool) -> None:
+        self._client = client
+        self._reconnect = reconnect
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._pending: deque[Event] = deque()
+        self._closed = False
+        self._lost = False
+        self._failures = 0
+
+    def __aiter__(self) -> RemoteSubscription:
+        return self
+
+    async def _connect(self) -> None:
+        client = self._client
+        try:
+            self._ws = await client._client().ws_connect(
+                f"{client.base_url}{API}/events",
+                heartbeat=15.0,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+                max_msg_size=64 * 1024 * 1024,
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status == 401:
+                raise Unauthorized("the daemon refused the token") from None
+            raise client._unavailable(exc) from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise client._unavailable(exc) from None
+        client.connected = True
+
+    async def _broken(self, reason: str) -> None:
+        """The connection is gone: raise, or note the outage and wait before the next attempt."""
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+            self._ws = None
+        self._client.connected = False
+        if not self._reconnect:
+            self._finish()
+            raise DaemonUnavailable(reason)
+        if not self._lost:
+            self._lost = True
+            self._pending.append(ConnectionLost(time.time(), reason=reason))
+            return  # report the loss before waiting
+        ceiling = RECONNECT_DELAYS[min(self._failures, len(RECONNECT_DELAYS) - 1)]
+        self._failures += 1
+        await asyncio.sleep(ceiling / 2 + random.uniform(0, ceiling / 2))
+
+    async def __anext__(self) -> Event:
+        while True:
+            if self._pending:
+                return self._pending.popleft()
+            if self._closed:
+                raise StopAsyncIteration
+            if self._ws is None:
+                try:
+                    await self._connect()
+                except Unauthorized:
+                    self._finish()
+                    raise
+                except DaemonUnavailable as exc:
+                    await self._broken(str(exc))
+                    continue
+                if self._lost:
+                    self._lost = False
+                    self._failures = 0
+                    self._pending.append(ConnectionRestored(time.time()))
+                continue
+            msg = await self._ws.receive()
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                event = _decode(msg.data)
+                if event is not None:
+                    return event
+            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+                if self._closed:
+                    raise StopAsyncIteration
+                why = f" ({self._ws.close_code})" if self._ws.close_code is not None else ""
+                await self._broken(f"lost the connection to the daemon at {self._client.where}{why}")
+            elif msg.type is aiohttp.WSMsgType.ERROR:
+                await self._broken(f"lost the connection to the daemon: {msg.data}")
+
+    def _finish(self) -> None:
+        self._closed = True
+        self._client._subscriptions.discard(self)
+
+    def close(self) -> None:
+        """Stop the iteration (the socket closes in the background)."""
+        self._finish()
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            with contextlib.suppress(RuntimeError):
+                task = asyncio.get_running_loop().create_task(_close_quietly(ws))
+                _closing.add(task)
+                task.add_done_callback(_closing.discard)
+
+    async def aclose(self) -> None:
+        """Stop the iteration and close the socket."""
+        self._finish()
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+
+async def _close_quietly(ws: aiohttp.ClientWebSocketResponse) -> None:
+    with contextlib.suppress(Exception):
+        await ws.close()
+
+
+def _decode(text: str) -> Event | None:
+    """The event in one message; None for one this client does not know (a newer daemon's)."""
+    try:
+        data = json.loads(text)
+        return event_from_json(data) if isinstance(data, dict) else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+__all__ = [
+    "ConnectionLost",
+    "ConnectionRestored",
+    "DaemonUnavailable",
+    "RemoteClient",
+    "RemoteSubscription",
+    "Unauthorized",
+]
