@@ -27,9 +27,10 @@ from tests.cli_helpers import (
 )
 
 NAME = "resume-me.bin"
-SIZE = 6 * MiB
+SIZE = 8 * MiB
 FIRST_RATE = 1 * MiB
-"""Per connection in the first run: two connections take about 3 s, so it is caught half-way."""
+"""Per connection in the first run: two connections take about 4 s, and the control file first claims
+data after 1-2 s (one 1 MiB write block, then a checkpoint), so the run is caught half-way."""
 SECOND_RATE = 3 * MiB
 """Per connection in the rerun: still throttled, so the final name can be watched while it runs."""
 
@@ -58,10 +59,9 @@ class Paths:
     control: Path
 
 
-def paths_in(directory: Path) -> Paths:
-    """Where the download of NAME lives in ``directory``."""
-    final = directory / NAME
-    return Paths(directory, final, directory / (NAME + ".part"), directory / (NAME + ".part.json"))
+def paths_in(directory: Path, name: str = NAME) -> Paths:
+    """Where the download saved as ``name`` lives in ``directory``."""
+    return Paths(directory, directory / name, directory / (name + ".part"), directory / (name + ".part.json"))
 
 
 def watch(
@@ -127,23 +127,37 @@ def check_resumed_requests(records: list[RequestRecord], done: list[tuple[int, i
         assert rec.if_range == etag_for(NAME, SIZE), f"resumed without a matching If-Range: {rec.if_range}"
 
 
-def check_finished(p: Paths, res: Result) -> None:
+def check_finished(p: Paths, res: Result, others: tuple[str, ...] = ()) -> None:
     """Exit 0, the exact bytes under the final name, nothing else left behind."""
     assert res.returncode == 0, res.describe()
     assert_no_traceback(res.stdout, res.stderr)
     assert res.err_lines == [], res.describe()
-    assert sorted(x.name for x in p.dir.iterdir()) == [NAME]
+    assert sorted(x.name for x in p.dir.iterdir()) == sorted([p.final.name, *others])
     digest = hashlib.sha256(p.final.read_bytes()).hexdigest()
     assert digest == expected_sha256(NAME, SIZE)
 
 
+@pytest.mark.parametrize(
+    ("extra", "saved_as", "taken"),
+    [
+        ([], NAME, False),  # the name from the URL
+        (["-o", "chosen.iso"], "chosen.iso", False),  # an explicit name
+        ([], "resume-me.1.bin", True),  # the URL's name was taken: the numbered part file is found again
+    ],
+    ids=["url-name", "output", "taken-name"],
+)
 def test_kill_9_mid_download_then_same_command_resumes(
-    threaded_fault_server: FaultServer, procs: Processes
+    threaded_fault_server: FaultServer, procs: Processes, extra: list[str], saved_as: str, taken: bool
 ) -> None:
     srv = threaded_fault_server
     url = srv.add_file(NAME, SIZE, rate=FIRST_RATE)
-    p = paths_in(procs.cwd / "dl")
-    args = ["get", "-x", "2", "-d", "dl", url]
+    p = paths_in(procs.cwd / "dl", saved_as)
+    others: tuple[str, ...] = ()
+    if taken:
+        p.dir.mkdir()
+        (p.dir / NAME).write_bytes(b"precious")
+        others = (NAME,)
+    args = ["get", "-x", "2", "-d", "dl", *extra, url]
 
     first = procs.start(args)
     watch(first, p, until_claimed=1, timeout=20)
@@ -154,6 +168,8 @@ def test_kill_9_mid_download_then_same_command_resumes(
     # What the crash left: part and control file, never a file under the final name.
     assert not p.final.exists()
     assert p.part.exists() and p.control.exists()
+    left = {x.name for x in p.dir.iterdir()} - set(others)
+    assert all(n.startswith(saved_as + ".part") for n in left), left
     ctrl = read_control(p.control)
     done = claimed_ranges(ctrl)
     claimed = claimed_bytes(ctrl)
@@ -169,7 +185,9 @@ def test_kill_9_mid_download_then_same_command_resumes(
     watch(second, p, until_claimed=None, timeout=30)
     res = procs.finish(second, timeout=30)
 
-    check_finished(p, res)
+    check_finished(p, res, others)
+    if taken:
+        assert (p.dir / NAME).read_bytes() == b"precious"
     check_resumed_requests(stats.records[before_records:], done)
     resent = stats.bytes_sent - before_sent
     # Only the missing bytes again (plus what an open-ended probe had in flight when it was cut).
