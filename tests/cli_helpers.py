@@ -105,15 +105,18 @@ class Processes:
         self._procs.append(proc)
         return proc
 
-    def run(self, args: Sequence[str], timeout: float = RUN_TIMEOUT) -> Result:
-        """Run ``fetchtop ARGS`` to the end; a run over ``timeout`` is killed and fails the test."""
-        proc = self.start(args)
-        return self.finish(proc, timeout)
+    def run(self, args: Sequence[str], timeout: float = RUN_TIMEOUT, stdin: str | None = None) -> Result:
+        """Run ``fetchtop ARGS`` to the end (feeding it ``stdin`` if given); a run over ``timeout`` is
+        killed and fails the test."""
+        proc = self.start(args, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE)
+        return self.finish(proc, timeout, stdin)
 
-    def finish(self, proc: subprocess.Popen[str], timeout: float = RUN_TIMEOUT) -> Result:
+    def finish(
+        self, proc: subprocess.Popen[str], timeout: float = RUN_TIMEOUT, stdin: str | None = None
+    ) -> Result:
         """Wait for a started child and collect its output; kill it if it overruns."""
         try:
-            out, err = proc.communicate(timeout=timeout)
+            out, err = proc.communicate(input=stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate(timeout=10)

@@ -191,6 +191,55 @@ def test_input_file_skips_blank_lines_and_comments(
     assert skipped  # the commented-out URL was a real, servable one
 
 
+def test_input_file_from_stdin(threaded_fault_server: FaultServer, procs: Processes) -> None:
+    srv = threaded_fault_server
+    one = srv.add_file("in-one.bin", 10 * KiB)
+    two = srv.add_file("in-two.bin", 1 * MiB + 1)
+
+    res = procs.run(["get", "-i", "-", "-d", "s"], stdin=f"{one}\n# not this\n\n{two}\n")
+
+    assert_clean_success(res)
+    assert file_matches(str(procs.cwd / "s" / "in-one.bin"), "in-one.bin", 10 * KiB)
+    assert file_matches(str(procs.cwd / "s" / "in-two.bin"), "in-two.bin", 1 * MiB + 1)
+
+
+def test_headers_and_user_agent_reach_the_server(
+    threaded_fault_server: FaultServer, procs: Processes
+) -> None:
+    srv = threaded_fault_server
+    url = srv.add_file("hdr.bin", 3 * MiB, rate=2 * MiB)
+
+    res = procs.run(["get", "-H", "X-Trace: abc 123", "--user-agent", "probe/9", "-x", "3", "-d", "h", url])
+
+    assert_clean_success(res)
+    records = srv.stats("hdr.bin").records
+    assert len(records) >= 2  # the probe and at least one more connection: all carry the headers
+    for rec in records:
+        assert rec.headers.get("X-Trace") == "abc 123", rec.headers
+        assert rec.headers.get("User-Agent") == "probe/9", rec.headers
+
+
+def test_credentials_never_appear_in_output(threaded_fault_server: FaultServer, procs: Processes) -> None:
+    srv = threaded_fault_server
+    secret = "s3cr3t-pw"
+    url = srv.add_file("private.bin", 2 * MiB, auth=("alice", secret), rate=2 * MiB)
+    good = url.replace("http://", f"http://alice:{secret}@")
+    refused = srv.url("private.bin").replace("http://", "http://alice:wrong-pw@")
+    missing = srv.status_url(404).replace("http://", f"http://alice:{secret}@")
+
+    res = procs.run(["get", "-d", "a", good, refused, missing])
+
+    assert res.returncode == 1, res.describe()
+    assert_no_traceback(res.stdout, res.stderr)
+    for text in (res.stdout, res.stderr):
+        assert secret not in text and "wrong-pw" not in text, res.describe()
+    assert len(res.err_lines) == 2, res.describe()
+    assert any("HTTP 401" in line for line in res.err_lines), res.describe()
+    assert any("HTTP 404 Not Found" in line for line in res.err_lines), res.describe()
+    assert file_matches(str(procs.cwd / "a" / "private.bin"), "private.bin", 2 * MiB)
+    assert sorted(p.name for p in (procs.cwd / "a").iterdir()) == ["private.bin"]
+
+
 def test_output_name(threaded_fault_server: FaultServer, procs: Processes) -> None:
     srv = threaded_fault_server
     url = srv.add_file("served-name.bin", 1 * MiB + 1, content_disposition='attachment; filename="cd.bin"')
