@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,6 +64,15 @@ def test_add_ls_and_complete_with_the_right_bytes(
     assert "one.bin" in table and "completed" in table
     history = json.loads(daemons.ok("ls", "--history", "--json"))["tasks"]
     assert [(t["url"], t["state"], t["size"]) for t in history] == [(url, "completed", size)]
+
+    # After a restart the finished task is history, not queue.
+    daemons.ok("stop")
+    daemons.started[-1].wait_exit()
+    daemons.start()
+    assert daemons.snapshot()["tasks"] == []
+    history = json.loads(daemons.ok("ls", "--history", "--json"))["tasks"]
+    assert [(t["url"], t["state"], t["path"]) for t in history] == [(url, "completed", str(path))]
+    assert "one.bin" in daemons.ok("ls", "--history")
 
 
 def test_add_resolves_a_relative_directory_against_the_callers(
@@ -179,7 +189,15 @@ def test_cli_commands_steer_the_daemon(daemons: Daemons, threaded_fault_server: 
 
 
 def test_commands_say_no_daemon_in_one_line(daemons: Daemons) -> None:
-    for args in (("ls",), ("ls", "--json"), ("pause", "1"), ("stop",), ("add", "http://127.0.0.1:9/x")):
+    commands = (
+        ("ls",),
+        ("ls", "--json"),
+        ("pause", "1"),
+        ("stop",),
+        ("add", "http://127.0.0.1:9/x"),
+        ("attach",),
+    )
+    for args in commands:
         result = daemons.cli(*args)
         assert result.returncode == 1, args
         assert result.stderr.strip() == NO_DAEMON, (args, result.stderr)
@@ -245,3 +263,14 @@ def test_detach_runs_in_the_background_until_stopped(
 
     wait_for(gone, 20, "the detached daemon to exit")
     assert not (daemons.state_dir / "daemon.pid").exists()
+
+
+def test_metrics_port_serves_prometheus_metrics(daemons: Daemons, threaded_fault_server: FaultServer) -> None:
+    url = threaded_fault_server.add(FileSpec("m.bin", size=64 * KiB))
+    info = daemons.start("--metrics-port", "0").wait_ready()
+    task_id = int(daemons.ok("add", url))
+    daemons.wait_state(task_id, "completed")
+    with urllib.request.urlopen(f"http://{info['metrics']}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    downloaded = [line for line in text.splitlines() if line.startswith("fetchtop_downloaded_bytes_total")]
+    assert downloaded and float(downloaded[0].split()[-1]) == 64 * KiB, downloaded
