@@ -16,11 +16,18 @@ class Segment:
     """One past the last byte; shrinks when another connection takes over the tail."""
     pos: int
     """Next byte to fetch; ``start <= pos <= end``."""
+    committed: int = 0
+    """End of the range already requested from the server; bytes before it are on their way."""
 
     @property
     def remaining(self) -> int:
         """Bytes still to fetch."""
         return max(0, self.end - self.pos)
+
+    @property
+    def stealable(self) -> int:
+        """Bytes at the tail not yet requested, which another connection may take without waste."""
+        return max(0, self.end - max(self.pos, self.committed))
 
 
 def initial_plan(gaps: Sequence[tuple[int, int]], connections: int, min_split: int) -> list[Segment]:
@@ -40,18 +47,21 @@ def initial_plan(gaps: Sequence[tuple[int, int]], connections: int, min_split: i
 
 
 def split_largest(segments: Iterable[Segment], min_split: int) -> Segment | None:
-    """Take over the back half of the segment with the most bytes left.
+    """Take over the back half of the segment with the most bytes not yet requested.
 
-    The chosen segment's ``end`` moves to the midpoint of what it has left, and the new
-    segment covers the rest. Nothing is split into a piece smaller than ``min_split``.
+    Only the part past ``committed`` is split: bytes already requested would arrive on the
+    old connection anyway, so taking them over would make the server send them twice. The
+    chosen segment's ``end`` moves to the midpoint of that part and the new segment covers
+    the rest. Nothing is split into a piece smaller than ``min_split``.
     """
     victim: Segment | None = None
     for seg in segments:
-        if victim is None or seg.remaining > victim.remaining:
+        if victim is None or seg.stealable > victim.stealable:
             victim = seg
-    if victim is None or victim.remaining < 2 * max(1, min_split):
+    if victim is None or victim.stealable < 2 * max(1, min_split):
         return None
-    mid = victim.pos + victim.remaining // 2
+    base = max(victim.pos, victim.committed)
+    mid = base + victim.stealable // 2
     new = Segment(mid, victim.end, mid)
     victim.end = mid
     return new

@@ -164,3 +164,38 @@ def test_splitting_to_exhaustion_keeps_every_piece_big(min_split: int, pieces: i
     assert all(a.end == b.start for a, b in itertools.pairwise(segments))
     if len(segments) > 1:
         assert all(min_split <= s.end - s.start < 2 * min_split for s in segments)
+
+
+def test_split_never_takes_bytes_already_requested() -> None:
+    """Bytes up to ``committed`` are on their way on the old connection; splitting them would fetch twice."""
+    seg = Segment(0, 100 * 1024 * 1024, 10 * 1024 * 1024, committed=60 * 1024 * 1024)
+    new = split_largest([seg], 1024 * 1024)
+    assert new is not None
+    assert new.start == seg.end == 80 * 1024 * 1024
+    assert new.end == 100 * 1024 * 1024
+
+
+def test_fully_requested_segment_is_not_split() -> None:
+    seg = Segment(0, 8 * 1024 * 1024, 0, committed=8 * 1024 * 1024)
+    assert split_largest([seg], 1024 * 1024) is None
+
+
+@given(
+    start=st.integers(0, 10**9),
+    length=st.integers(1, 10**9),
+    pos_frac=st.floats(0, 1),
+    commit_frac=st.floats(0, 1.5),
+    min_split=st.integers(1, 10**8),
+)
+def test_split_point_is_past_committed(
+    start: int, length: int, pos_frac: float, commit_frac: float, min_split: int
+) -> None:
+    pos = start + int(length * pos_frac)
+    committed = start + int(length * commit_frac)
+    seg = Segment(start, start + length, min(pos, start + length), committed=committed)
+    before_end = seg.end
+    new = split_largest([seg], min_split)
+    if new is not None:
+        assert new.start >= max(seg.pos, committed)
+        assert new.start == seg.end and new.end == before_end
+        assert new.end - new.start >= min_split and seg.end - max(seg.pos, committed) >= min_split
