@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -204,8 +205,8 @@ def test_commands_say_no_daemon_in_one_line(daemons: Daemons) -> None:
         assert result.stdout == ""
 
 
-def test_one_daemon_per_state_directory(daemons: Daemons) -> None:
-    daemons.start()
+def test_one_daemon_per_state_directory_and_sigterm_stops_it_cleanly(daemons: Daemons) -> None:
+    first = daemons.start()
     second = subprocess.run(
         [*FETCHTOP, "daemon", "--state-dir", str(daemons.state_dir)],
         capture_output=True,
@@ -217,6 +218,20 @@ def test_one_daemon_per_state_directory(daemons: Daemons) -> None:
     assert second.returncode == 1
     assert "already running" in second.stderr and "Traceback" not in second.stderr
     assert daemons.ok("ls")  # the first one is unharmed
+
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.wait_exit() == 0
+    assert not (daemons.state_dir / "daemon.sock").exists()
+    assert "stopped" in first.output()
+
+
+def test_the_scripting_commands_do_not_import_the_ui() -> None:
+    code = (
+        "import sys, engine.daemon, engine.remote, tui.daemon_cli\n"
+        "print(','.join(m for m in ('textual', 'tui.app') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == ""
 
 
 def test_detach_runs_in_the_background_until_stopped(

@@ -113,6 +113,8 @@ def _daemon(argv: list[str]) -> int:
     parser.add_argument("--token-file", metavar="FILE", help="file holding the token TCP clients must send")
     parser.add_argument("--detach", action="store_true", help="run in the background (log in the state dir)")
     args = parser.parse_args(argv)
+    if args.output:
+        raise UsageError("-o/--output names one file: give it to 'fetchtop add', not to the daemon")
     request = download_request(args, require_urls=False)
     state_dir = os.path.abspath(args.state_dir) if args.state_dir else default_state_dir()
     socket_path = (
