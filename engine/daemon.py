@@ -450,13 +450,16 @@ class Daemon:
 
     async def start(self) -> None:
         """Start the engine (restoring the saved queue), then listen. Raises DaemonError or OSError."""
+        # The socket is bound first: before any download thread runs (the umask trick below is
+        # process-wide), and so a socket that cannot be made fails before the queue is touched.
+        unix_socket = self._bind_unix()
         await asyncio.to_thread(self.history.load)
         events = self.engine.subscribe()
         await self.engine.start()
         self._recorder = asyncio.create_task(self._record(events), name="fetchtop-daemon-history")
         for url in self.config.urls:
             await self.engine.add(url, self._options(None))
-        await self._listen_unix()
+        await self._listen_unix(unix_socket)
         if self.config.listen is not None:
             await self._listen_tcp(*self.config.listen)
         if self.config.metrics_port is not None:
@@ -519,8 +522,10 @@ class Daemon:
         info = {
             "pid": os.getpid(),
             "socket": self.config.socket_path,
-            "listen": None if self.tcp_address is None else f"{self.tcp_address[0]}:{self.tcp_address[1]}",
-            "metrics": None if self.metrics is None else f"{self.config.metrics_addr}:{self.metrics.port}",
+            "listen": None if self.tcp_address is None else _host_port(*self.tcp_address),
+            "metrics": None
+            if self.metrics is None
+            else _host_port(self.config.metrics_addr, self.metrics.port),
             "started": self._started,
         }
         path = os.path.join(self.config.state_dir, INFO_NAME)
@@ -550,23 +555,31 @@ class Daemon:
         app.add_routes(routes)
         return app
 
-    async def _listen_unix(self) -> None:
+    def _bind_unix(self) -> socket.socket:
         path = self.config.socket_path
         directory = os.path.dirname(path) or "."
         os.makedirs(directory, mode=0o700, exist_ok=True)
         _remove_stale_socket(path)
-        runner = web.AppRunner(self._app(None), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
-        await runner.setup()
-        self._runners.append(runner)
-        # The socket file takes its mode from the umask at bind(); 0177 makes it 0600 from the first
-        # instant, and the chmod after is for platforms that ignore the umask for sockets.
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # The socket file takes its mode from the umask at bind(): 0177 makes it 0600 from its first
+        # instant (a chmod after would leave a window); the chmod is for systems ignoring the umask.
         old = os.umask(0o177)
         try:
-            await web.UnixSite(runner, path).start()
+            sock.bind(path)
+        except OSError:
+            sock.close()
+            raise
         finally:
             os.umask(old)
         self._socket_bound = True
         os.chmod(path, 0o600)
+        return sock
+
+    async def _listen_unix(self, sock: socket.socket) -> None:
+        runner = web.AppRunner(self._app(None), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        await runner.setup()
+        self._runners.append(runner)
+        await web.SockSite(runner, sock).start()
 
     async def _listen_tcp(self, host: str, port: int) -> None:
         runner = web.AppRunner(
@@ -754,6 +767,11 @@ def _log_event(event: Event) -> None:
         log.info("task %d %s", event.task_id, "cancelled" if isinstance(event, TaskCancelled) else "removed")
 
 
+def _host_port(host: str, port: int) -> str:
+    """``host:port``, with brackets around an IPv6 address so the result is a URL authority."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _remove_stale_socket(path: str) -> None:
     """Delete a socket file no daemon answers on (left by kill -9); refuse if one does."""
     if not os.path.lexists(path):
@@ -894,9 +912,9 @@ async def _main(config: DaemonConfig, notify: int | None) -> int:
             return 1
         where = [f"unix:{config.socket_path}"]
         if daemon.tcp_address is not None:
-            where.append(f"http://{daemon.tcp_address[0]}:{daemon.tcp_address[1]}")
+            where.append(f"http://{_host_port(*daemon.tcp_address)}")
         if daemon.metrics is not None:
-            where.append(f"metrics on {config.metrics_addr}:{daemon.metrics.port}")
+            where.append(f"metrics on {_host_port(config.metrics_addr, daemon.metrics.port)}")
         log.info("pid %d listening on %s", os.getpid(), ", ".join(where))
         if notify is not None:
             os.write(notify, f"ok {os.getpid()}\n".encode())
