@@ -9,9 +9,10 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -47,6 +48,8 @@ from engine.ratemeter import RateMeter
 from engine.segments import Segment, initial_plan, split_largest
 from engine.task import Connection, Task
 from engine.tokenbucket import TokenBucket
+
+T = TypeVar("T")
 
 WRITE_BLOCK = MiB
 """Most bytes gathered before one positional write: large writes keep CPU per byte low."""
@@ -377,7 +380,7 @@ class Download:
     async def _close_file(self) -> None:
         if self.fd is not None:
             fd, self.fd = self.fd, None
-            await asyncio.to_thread(os.close, fd)
+            await _in_thread(os.close, fd)
 
     # ----- fetching --------------------------------------------------------------------------
 
@@ -552,7 +555,7 @@ class Download:
     async def _write(self, chunks: list[bytes], offset: int) -> None:
         fd = self.fd
         assert fd is not None
-        total = await asyncio.to_thread(_pwritev_all, fd, chunks, offset)
+        total = await _in_thread(_pwritev_all, fd, chunks, offset)
         self.task.done.add(offset, offset + total)
 
     async def _fetch_whole(self, first: _Response) -> None:
@@ -653,7 +656,7 @@ class Download:
                 done=task.done.as_list() if task.resumable else [],
             )
             fd, path = self.fd, task.control_path
-            await asyncio.to_thread(_sync_and_record, fd, path, data)
+            await _in_thread(_sync_and_record, fd, path, data)
 
     async def _finish(self) -> None:
         task = self.task
@@ -661,8 +664,8 @@ class Download:
         size = task.size or 0
         fd = self.fd
         assert fd is not None
-        await asyncio.to_thread(os.ftruncate, fd, size)
-        await asyncio.to_thread(os.fsync, fd)
+        await _in_thread(os.ftruncate, fd, size)
+        await _in_thread(os.fsync, fd)
         if task.options.checksum:
             task.set_state(TaskState.VERIFYING)
             self.ctx.publish(TaskVerifying(time.time(), task.id))
@@ -740,6 +743,24 @@ def _validators_differ(task: Task, got: Validators) -> bool:
     if task.last_modified and got.last_modified:
         return task.last_modified != got.last_modified
     return False
+
+
+async def _in_thread(func: Callable[..., T], *args: Any) -> T:
+    """``func(*args)`` in a worker thread; if cancelled meanwhile, wait for the thread, then re-raise.
+
+    A thread cannot be stopped. Returning at once would let the file descriptor be closed (and its
+    number reused for another file) while the thread still writes to it, or let the next run write the
+    control file through the same temp file at the same time (seen as FileNotFoundError on a quick
+    cancel and resume).
+    """
+    work = asyncio.ensure_future(asyncio.to_thread(func, *args))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        if not work.cancelled():
+            work.exception()  # retrieved: the cancellation is what the caller sees
+        raise
 
 
 def _pwritev_all(fd: int, chunks: list[bytes], offset: int) -> int:
