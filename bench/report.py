@@ -273,13 +273,12 @@ def scenario_table(
             f"| {ratio:.2f} | {_num(s.cpu)} | {_num(s.cpu_per_gib)} | {_num(s.rss_mb, 1)} "
             f"| {s.requests:.0f} | {_num(s.server_bytes / MiB, 1)} |"
         )
-    lines.append("")
     if scenario in (1, 2):
-        lines.append(f"Ratio: throughput / {reference}'s.")
+        lines += ["", f"Ratio: throughput / {reference}'s."]
     elif scenario == 5:
-        lines.append("Ratio: bytes nginx sent (headers included) / file size.")
+        lines += ["", "Ratio: bytes nginx sent (headers included) / file size."]
     elif scenario != 6:
-        lines.append(f"Ratio: wall time / {reference}'s.")
+        lines += ["", f"Ratio: wall time / {reference}'s."]
     lines += ["", "Commands:", ""]
     lines += [f"- {tool}: `{commands[tool]}`" for tool in tools if tool in commands]
     lines.append("")
