@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from pathlib import Path
 
 from engine.engine import Engine
@@ -45,6 +46,27 @@ async def test_idle_connections_take_over_a_slow_range(fault_server: FaultServer
     # The takeover requests asked for the tail of the stalled range, as closed ranges.
     assert all(closed_range(h) is not None for h in stats.range_headers[1:])
     assert stats.requests > 4
+
+
+async def test_idle_connections_take_over_a_throttled_range(
+    fault_server: FaultServer, download_dir: Path
+) -> None:
+    size = 2 * MiB
+    # The first response (the probe, so the first segment) crawls at 64 KiB/s: alone it would need 8 s
+    # for its 512 KiB. Its peers finish theirs at once and must take over its tail, again and again.
+    url = fault_server.add_file("laggard.bin", size, slow_rate=64 * KiB, slow_times=1)
+    started = time.monotonic()
+    async with Engine(fast_config()) as engine, EventLog(engine) as log:
+        task = await download(engine, url, opts(download_dir, connections=4, min_split=16 * KiB))
+    elapsed = time.monotonic() - started
+    assert task.state is TaskState.COMPLETED, task.error
+    assert_exact(task.path, "laggard.bin", size)
+    stats = fault_server.stats("laggard.bin")
+    assert stats.slowed == 1
+    assert len(task.segments) >= 8
+    assert len(log.of(SegmentFinished, task.id)) == len(task.segments)
+    assert elapsed < 4.0
+    assert stats.peak_concurrent <= 4
 
 
 async def test_server_refusing_extra_connections_gets_fewer(
