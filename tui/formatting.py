@@ -108,11 +108,12 @@ def bar(progress: float | None, width: int) -> Text:
     if width <= 0:
         return Text()
     if progress is None:
-        return Text("╌" * width, style=BAR_TODO_STYLE)
+        return Text().append("╌" * width, style=BAR_TODO_STYLE)
     eighths = round(max(0.0, min(1.0, progress)) * width * 8)
     full, part = divmod(eighths, 8)
     done = "█" * full + (_EIGHTHS[part] if part and full < width else "")
-    text = Text(done, style=BAR_DONE_STYLE)
+    text = Text()
+    text.append(done, style=BAR_DONE_STYLE)
     text.append("─" * (width - len(done)), style=BAR_TODO_STYLE)
     return text
 

@@ -58,4 +58,4 @@ class Summary(Static):
         key = text.plain + repr(text.spans)
         if key != self._last:
             self._last = key
-            self.update(text)
+            self.update(text, layout=False)  # fixed size: a relayout would repaint the screen

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Self
 
 from rich.text import Text
+from textual.coordinate import Coordinate
 from textual.events import Resize
+from textual.geometry import Region
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
 
@@ -106,12 +109,27 @@ class TaskTable(DataTable[Text]):
     and go, reorders only when the order changed, and keeps the cursor on the same task.
     """
 
+    _quiet = False
+    """True while show() applies a diff (a class default: DataTable refreshes during __init__)."""
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", cell_padding=PADDING, zebra_stripes=False)
         self._columns: tuple[Column, ...] = ()
         self._shown: dict[int, dict[str, str]] = {}
         self._order: list[int] = []
         self._tasks: list[TaskSnapshot] = []
+
+    def refresh(
+        self, *regions: Region, repaint: bool = True, layout: bool = False, recompose: bool = False
+    ) -> Self:
+        """Repaint; while :meth:`show` applies a diff, whole-table repaints are held back.
+
+        DataTable.update_cell repaints the whole table, which over SSH means every line of it each
+        tick. :meth:`show` repaints just the cells whose text changed instead.
+        """
+        if self._quiet and not regions and not layout and not recompose:
+            return self
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
     @property
     def selected_id(self) -> int | None:
@@ -144,40 +162,55 @@ class TaskTable(DataTable[Text]):
         selected = self.selected_id
         cursor_row = self.cursor_row
         columns = layout(self.size.width or 80)
+        changed: list[tuple[int, str]] = []
+        structural = False
         with self.app.batch_update():
-            if force_layout or columns != self._columns:
-                self.clear(columns=True)
-                self._shown.clear()
-                self._order = []
-                self._columns = columns
-                for col in columns:
-                    self.add_column(
-                        Text(col.label, justify="right" if col.right else "left"),
-                        width=col.width,
-                        key=col.key,
+            self._quiet = True
+            try:
+                if force_layout or columns != self._columns:
+                    structural = True
+                    self.clear(columns=True)
+                    self._shown.clear()
+                    self._order = []
+                    self._columns = columns
+                    for col in columns:
+                        label = Text(col.label, justify="right" if col.right else "left")
+                        self.add_column(label, width=col.width, key=col.key)
+                wanted = [t.id for t in tasks]
+                wanted_set = set(wanted)
+                for tid in [t for t in self._order if t not in wanted_set]:
+                    structural = True
+                    self.remove_row(str(tid))
+                    del self._shown[tid]
+                self._order = [t for t in self._order if t in wanted_set]
+                for task in tasks:
+                    cells = task_cells(task, columns)
+                    plain = {k: v.plain + str(v.style) for k, v in cells.items()}
+                    old = self._shown.get(task.id)
+                    if old is None:
+                        structural = True
+                        self.add_row(*(cells[c.key] for c in columns), key=str(task.id))
+                        self._order.append(task.id)
+                    else:
+                        for key, value in plain.items():
+                            if old.get(key) != value:
+                                self.update_cell(str(task.id), key, cells[key])
+                                changed.append((task.id, key))
+                    self._shown[task.id] = plain
+                if self._order != wanted:
+                    structural = True
+                    rank = {tid: i for i, tid in enumerate(wanted)}
+                    self.sort("id", key=lambda cell: rank[int(cell.plain)])
+                    self._order = wanted
+            finally:
+                self._quiet = False
+            if structural:
+                self.refresh()
+            else:
+                for tid, key in changed:
+                    self.refresh_coordinate(
+                        Coordinate(self.get_row_index(str(tid)), self.get_column_index(key))
                     )
-            wanted = [t.id for t in tasks]
-            wanted_set = set(wanted)
-            for tid in [t for t in self._order if t not in wanted_set]:
-                self.remove_row(str(tid))
-                del self._shown[tid]
-            self._order = [t for t in self._order if t in wanted_set]
-            for task in tasks:
-                cells = task_cells(task, columns)
-                plain = {k: v.plain + str(v.style) for k, v in cells.items()}
-                old = self._shown.get(task.id)
-                if old is None:
-                    self.add_row(*(cells[c.key] for c in columns), key=str(task.id))
-                    self._order.append(task.id)
-                else:
-                    for key, value in plain.items():
-                        if old.get(key) != value:
-                            self.update_cell(str(task.id), key, cells[key])
-                self._shown[task.id] = plain
-            if self._order != wanted:
-                rank = {tid: i for i, tid in enumerate(wanted)}
-                self.sort("id", key=lambda cell: rank[int(cell.plain)])
-                self._order = wanted
             if selected is not None and selected in wanted_set:
                 index = self.get_row_index(str(selected))
                 if index != self.cursor_row:
