@@ -69,7 +69,7 @@ async def test_at_most_jobs_tasks_run_at_once(fault_server: FaultServer, downloa
 
 
 async def test_move_reorders_the_queue(fault_server: FaultServer, download_dir: Path) -> None:
-    blocker_url = fault_server.add_file("blocker.bin", 512 * KiB, rate=1024 * KiB)
+    blocker_url = fault_server.add_file("blocker.bin", 512 * KiB, rate=512 * KiB)
     urls = [fault_server.add_file(f"m{i}.bin", SMALL) for i in range(3)]
     async with Engine(fast_config(jobs=1)) as engine, EventLog(engine) as log:
         blocker = await engine.add(blocker_url, opts(download_dir))
