@@ -203,3 +203,27 @@ async def test_probe_with_wrong_content_range_fails_without_writing(download_dir
     assert task.error is not None and "Content-Range" in task.error and "\n" not in task.error
     assert log.of(TaskFailed, task.id)[0].reason == task.error
     assert listing(download_dir) == []
+
+
+async def test_extra_headers_and_user_agent_on_every_request(
+    fault_server: FaultServer, download_dir: Path
+) -> None:
+    size = 2 * MiB
+    url = fault_server.add_file("headers.bin", size)
+    options = opts(
+        download_dir,
+        connections=4,
+        headers=(("X-Token", "abc123"), ("Accept-Language", "fr")),
+        user_agent="test-agent/9",
+    )
+    async with Engine(fast_config()) as engine:
+        task = await download(engine, url, options)
+    assert task.state is TaskState.COMPLETED, task.error
+    records = fault_server.stats("headers.bin").records
+    assert len(records) >= 4
+    for rec in records:
+        assert rec.headers.get("X-Token") == "abc123"
+        assert rec.headers.get("Accept-Language") == "fr"
+        assert rec.headers.get("User-Agent") == "test-agent/9"
+        # Bytes must arrive as stored: a compressed body would not match the ranges.
+        assert rec.headers.get("Accept-Encoding") == "identity"
