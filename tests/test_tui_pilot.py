@@ -12,15 +12,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 from textual.widgets import Static
 from textual.widgets.data_table import CellDoesNotExist
 
 from engine.engine import Engine, EngineConfig
+from engine.events import Event
 from engine.faultserver import FaultServer, file_matches
 from engine.models import TaskSnapshot, TaskState
 from tests.engine_helpers import KiB, fast_config, opts
-from tui.app import FetchtopApp
+from tui.app import FetchtopApp, dashboard_app
 from tui.screens.detail import DetailScreen
 from tui.screens.dialogs import AddDialog, ConfirmDialog, LimitDialog, RemoveDialog
 from tui.screens.help import HelpScreen
@@ -302,3 +304,68 @@ async def test_help_lists_every_key_and_sort_filter_log_work(
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
+
+
+async def test_dashboard_app_saves_its_session_in_the_state_dir(
+    fault_server: FaultServer, download_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    url = fault_server.add_file("cli.bin", 512 * KiB, rate=64 * KiB, chunk_size=8 * KiB)
+    app = dashboard_app([url], opts(download_dir, connections=2), fast_config())
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(
+            pilot, lambda: app.model.snapshot.tasks and only_task(app).done > 0, "the URL to start"
+        )
+        await wait_for(pilot, lambda: cell(app, only_task(app).id, "name") == "cli.bin", "the row")
+        await pilot.press("q", "y")
+        await wait_for(pilot, lambda: not app.is_running, "the app to exit")
+    session = tmp_path / "state" / "fetchtop" / "session.json"
+    assert exists(session)
+    assert url in session.read_text()
+
+
+class DroppingLink:
+    """A real Engine behind a link whose event stream breaks once, like a remote daemon's socket."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.drops = 1
+
+    def subscribe(self) -> Any:
+        return self._events()
+
+    async def _events(self) -> Any:
+        seen = 0
+        async with self.engine.subscribe() as sub:
+            async for event in sub:
+                yield event
+                seen += 1
+                if self.drops and seen >= 5:
+                    self.drops -= 1
+                    raise ConnectionResetError("link dropped")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+
+async def test_a_broken_event_stream_is_shown_and_retried(
+    fault_server: FaultServer, download_dir: Path
+) -> None:
+    url = fault_server.add_file("steady.bin", 384 * KiB, rate=96 * KiB, chunk_size=8 * KiB)
+    async with Engine(fast_config()) as engine:
+        app = FetchtopApp(DroppingLink(engine), urls=[url], options=opts(download_dir, connections=2))
+        events: list[Event] = []
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: not app.connected, "the link to drop")
+            summary = app.screen.query_one("#summary", Static)
+            await wait_for(
+                pilot, lambda: "engine lost" in str(summary.border_subtitle), "the summary to say so"
+            )
+            await wait_for(pilot, lambda: app.connected, "the link to come back")
+            await wait_for(pilot, lambda: app.model.snapshot.tasks, "the task")
+            tid = only_task(app).id
+            await wait_for(pilot, lambda: state_of(app, tid) is TaskState.COMPLETED, "completion")
+            await wait_for(pilot, lambda: cell(app, tid, "state") == "completed", "the table to show it")
+            events.extend(app.model.log)  # type: ignore[arg-type]
+            await pilot.press("q")
+        assert any("completed" in line.text for line in events)  # type: ignore[attr-defined]

@@ -257,9 +257,9 @@ def utc() -> Iterator[None]:
     time.tzset()
 
 
-def scripted_app() -> tuple[FetchtopApp, ScriptedClient]:
+def scripted_app(ansi: bool = False) -> tuple[FetchtopApp, ScriptedClient]:
     client = ScriptedClient()
-    return FetchtopApp(client), client
+    return FetchtopApp(client, ansi=ansi), client
 
 
 async def settle(pilot: Pilot[Any], client: ScriptedClient) -> None:
@@ -283,6 +283,16 @@ def test_main_screen_80x24(snap_compare: Any) -> None:
         await settle(pilot, client)
         await pilot.press("down")
         await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_main_screen_16_colours(snap_compare: Any) -> None:
+    """The ANSI theme a 16-colour terminal gets: only the terminal's own colours."""
+    app, client = scripted_app(ansi=True)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot, client)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 ClientFactory = Callable[[], AbstractAsyncContextManager[EngineClient]]
 """Makes a client whose context the app enters at start and leaves at exit (e.g. ``Engine(config)``)."""
 
+ANSI_THEME = "ansi-dark"
+"""Theme for 16-colour terminals: only the terminal's own ANSI colours."""
+
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0)
 """Seconds between attempts to resubscribe after the event stream broke (last one repeats)."""
 
@@ -91,8 +94,10 @@ class FetchtopApp(App[int]):
         options: TaskOptions | None = None,
         quit_note: str = "They will resume the next time fetchtop starts.",
         stale_after: float = 2.0,
+        ansi: bool | None = None,
     ) -> None:
         super().__init__()
+        self._ansi = ansi
         if (client is None) == (client_factory is None):
             raise ValueError("give exactly one of client and client_factory")
         self._client = client
@@ -136,6 +141,9 @@ class FetchtopApp(App[int]):
 
     def on_mount(self) -> None:
         """Start following the engine and queue the URLs given on the command line."""
+        if self._ansi if self._ansi is not None else self.console.color_system == "standard":
+            # On a 16-colour terminal, use the terminal's own palette rather than approximations.
+            self.theme = ANSI_THEME
         if self._startup_error is not None:
             self.exit(return_code=1, message=self._startup_error)
             return
@@ -368,18 +376,25 @@ def default_session_path() -> str:
     return os.path.join(user_state_dir("fetchtop"), "session.json")
 
 
+def dashboard_app(urls: list[str], options: TaskOptions, config: EngineConfig) -> FetchtopApp:
+    """The app :func:`run_dashboard` runs: an Engine opened inside the app, the session saved by default."""
+    from engine.engine import Engine
+
+    if config.session_path is None:
+        config = dataclasses.replace(config, session_path=default_session_path())
+    if config.session_path:
+        os.makedirs(os.path.dirname(os.path.abspath(config.session_path)), exist_ok=True)
+    final = config
+    return FetchtopApp(client_factory=lambda: Engine(final), urls=urls, options=options)
+
+
 def run_dashboard(urls: list[str], options: TaskOptions, config: EngineConfig) -> int:
     """Run the dashboard on an in-process Engine with ``urls`` queued; returns the exit code.
 
     The Engine is created inside the app's event loop and closed when the app exits, which saves
-    the session so unfinished downloads resume the next time.
+    the session (by default under the user's state directory) so unfinished downloads resume the
+    next time.
     """
-    from engine.engine import Engine
-
-    if config.session_path is None:
-        path = default_session_path()
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        config = dataclasses.replace(config, session_path=path)
-    app = FetchtopApp(client_factory=lambda: Engine(config), urls=urls, options=options)
+    app = dashboard_app(urls, options, config)
     app.run()
     return app.return_code or 0

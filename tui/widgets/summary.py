@@ -9,7 +9,7 @@ from tui.formatting import limit_text, short_bytes, short_rate
 from tui.model import DashboardModel
 
 
-def summary_text(model: DashboardModel, sort: str, filter_text: str, connected: bool = True) -> Text:
+def summary_text(model: DashboardModel, sort: str, filter_text: str) -> Text:
     """The pane's lines for the model's latest snapshot."""
     snap = model.snapshot
     totals = model.totals()
@@ -39,9 +39,6 @@ def summary_text(model: DashboardModel, sort: str, filter_text: str, connected: 
     text.append("\n")
     pair("Sort   ", sort, "", 11)
     pair("filter", filter_text or "-", "bold" if filter_text else "", 0)
-    if not connected:
-        text.append("\n")
-        text.append("engine connection lost, retrying", style="bold red")
     return text
 
 
@@ -54,7 +51,9 @@ class Summary(Static):
 
     def show(self, model: DashboardModel, sort: str, filter_text: str, connected: bool = True) -> None:
         """Redraw from the model if anything visible changed."""
-        text = summary_text(model, sort, filter_text, connected)
+        # The border shows a lost engine even when the pane is too short for another line.
+        self.border_subtitle = "" if connected else "[b red]engine lost, retrying[/]"
+        text = summary_text(model, sort, filter_text)
         key = text.plain + repr(text.spans)
         if key != self._last:
             self._last = key
