@@ -369,3 +369,29 @@ async def test_a_broken_event_stream_is_shown_and_retried(
             events.extend(app.model.log)  # type: ignore[arg-type]
             await pilot.press("q")
         assert any("completed" in line.text for line in events)  # type: ignore[attr-defined]
+
+
+async def test_pause_all_resume_all_and_move_in_queue(fault_server: FaultServer, download_dir: Path) -> None:
+    names = ["first.bin", "second.bin", "third.bin"]
+    urls = [fault_server.add_file(n, 256 * KiB, rate=64 * KiB, chunk_size=8 * KiB) for n in names]
+    app = make_app(download_dir, urls, jobs=1)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: len(app.model.snapshot.tasks) == 3, "three tasks")
+        table = app.screen.query_one(TaskTable)
+        await wait_for(pilot, lambda: table.row_count == 3, "three rows")
+        ids = [t.id for t in app.model.snapshot.tasks]
+        await pilot.press("down", "down")  # the third, queued behind the others
+        assert table.selected_id == ids[2]
+        await pilot.press("u")
+        await wait_for(
+            pilot, lambda: [t.id for t in app.model.snapshot.tasks] == [ids[0], ids[2], ids[1]], "move up"
+        )
+        await wait_for(pilot, lambda: table.get_row_at(1)[0].plain == str(ids[2]), "the table order")
+        assert table.selected_id == ids[2]  # the selection follows the task
+        await pilot.press("n")
+        await wait_for(pilot, lambda: [t.id for t in app.model.snapshot.tasks] == ids, "move down")
+        await pilot.press("P")
+        await wait_for(pilot, lambda: app.model.totals().paused == 3, "pause all")
+        await pilot.press("P")
+        await wait_for(pilot, lambda: app.model.totals().paused == 0, "resume all")
+        await wait_for(pilot, lambda: app.model.totals().completed == 3, "all three", limit=45)
