@@ -45,7 +45,7 @@ from engine.http import (
 from engine.models import MiB, TaskState
 from engine.ranges import RangeSet
 from engine.ratemeter import RateMeter
-from engine.segments import Segment, initial_plan, split_largest
+from engine.segments import Segment, initial_plan, split_largest, split_slowest
 from engine.task import Connection, Task
 from engine.tokenbucket import TokenBucket
 
@@ -55,6 +55,18 @@ WRITE_BLOCK = MiB
 """Most bytes gathered before one positional write: large writes keep CPU per byte low."""
 BUFFER_BUDGET = 8 * MiB
 """Write buffers of one task together stay under this, so memory does not grow with -x."""
+MIN_PIECE = 2 * MiB
+"""Smallest range asked for in one request (except a segment's last bytes)."""
+MAX_PIECE = 32 * MiB
+"""Largest range asked for in one request."""
+PIECE_SECONDS = 0.5
+"""Seconds of data one request asks for: long enough that request overhead is noise, short
+enough that a connection that finishes early finds unrequested bytes to take over."""
+IDLE_POLL = 0.25
+"""Seconds an idle connection waits before looking again for a range to take over."""
+SPLIT_PATIENCE = 2.0
+"""Seconds a connection may still need for its range before an idle one takes half of it,
+even though the server has been asked for those bytes already."""
 SLOW_FACTOR = 0.1
 """A connection below this fraction of its peers' median speed is restarted."""
 SLOW_GRACE = 5.0
@@ -92,6 +104,10 @@ class Context(Protocol):
 
     def path_taken(self, path: Path) -> bool:
         """Whether another task already claimed ``path``."""
+        ...
+
+    def claimed_paths(self) -> list[str]:
+        """Final paths claimed by unfinished tasks."""
         ...
 
 
@@ -342,14 +358,19 @@ class Download:
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
         name = choose_name(task.options.output, resp.headers.get("Content-Disposition"), str(resp.url))
 
+        claimed = {p for p in map(Path, self.ctx.claimed_paths())}
+
         def taken(candidate: str) -> bool:
             final = directory / candidate
-            return (
-                self.ctx.path_taken(final)
-                or os.path.lexists(final)
-                or os.path.lexists(control.part_path(final))
-                or os.path.lexists(control.control_path(final))
-            )
+            if final in claimed or os.path.lexists(final) or os.path.lexists(control.control_path(final)):
+                return True
+            # Creating the part file exclusively claims the name atomically, against other tasks
+            # of this engine and against other fetchtop processes alike.
+            try:
+                os.close(os.open(control.part_path(final), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            except FileExistsError:
+                return True
+            return False
 
         task.name = await asyncio.to_thread(unique_name, name, taken)
         task.path = directory / task.name
@@ -410,12 +431,33 @@ class Download:
         if missing:
             raise DownloadError(f"{sum(b - a for a, b in missing)} bytes missing after all connections ended")
 
+    async def _wait_for_work(self) -> Segment | None:
+        """The next range to fetch; while a busy peer may still become worth splitting, wait for it."""
+        task = self.task
+        while True:
+            seg = self._next_segment()
+            if seg is not None:
+                return seg
+            busy = [c.segment for c in task.connections.values() if c.segment is not None]
+            if not any(s.remaining >= 2 * task.options.min_split for s in busy):
+                return None
+            await asyncio.sleep(IDLE_POLL)
+
     def _next_segment(self) -> Segment | None:
         task = self.task
         if self._pending:
             return self._pending.pop(0)
-        busy = [c.segment for c in task.connections.values() if c.segment is not None]
-        new = split_largest(busy, task.options.min_split)
+        conns = [c for c in task.connections.values() if c.segment is not None]
+        new = split_largest([c.segment for c in conns if c.segment is not None], task.options.min_split)
+        if new is None:
+            # Everything is requested already; cut a request short only if it would take long.
+            now = time.monotonic()
+            candidates = [
+                (c.segment, c.meter.speed)
+                for c in conns
+                if c.segment is not None and now - c.started > SPLIT_PATIENCE / 2
+            ]
+            new = split_slowest(candidates, task.options.min_split, SPLIT_PATIENCE)
         if new is not None:
             task.plan.append(new)
         return new
@@ -432,12 +474,13 @@ class Download:
                 try:
                     await self._fetch_segment(conn, seg, opened)
                 except TooManyConnections:
+                    seg.committed = seg.pos  # nothing of it is on its way any more
                     self._pending.append(seg)
                     return
                 opened = None
                 self.ctx.publish(SegmentFinished(time.time(), task.id, start=seg.start, end=seg.end))
                 conn.segment = None
-                seg = self._next_segment()
+                seg = await self._wait_for_work()
         finally:
             conn.segment = None
             task.connections.pop(conn.number, None)
@@ -451,11 +494,13 @@ class Download:
             try:
                 if opened is None:
                     opened = await self._request_range(seg)
-                conn.started = time.monotonic()
-                conn.meter = RateMeter(window=2.0)
-                conn.meter.start()
+                else:
+                    seg.committed = self.task.size or seg.end  # the probe asked for everything
+                if not conn.meter.running:
+                    conn.started = time.monotonic()
+                    conn.meter.start()
                 await self._stream(conn, seg, opened.resp)
-                if seg.pos < seg.end and not conn.restart_requested:
+                if seg.pos < min(seg.end, seg.committed) and not conn.restart_requested:
                     raise DownloadError("body ended early (truncated transfer)", kind="truncated")
             except (asyncio.CancelledError, TooManyConnections, RemoteChanged):
                 raise
@@ -473,10 +518,22 @@ class Download:
                     opened = None
                 if conn.restart_requested:
                     conn.restart_requested = False
+                    conn.meter = RateMeter(window=2.0)  # judged afresh on its new connection
+
+    def _piece_size(self) -> int:
+        """Bytes to ask for in one request: about PIECE_SECONDS of this task's per-connection speed."""
+        task = self.task
+        per_connection = task.meter.speed / max(1, len(task.connections))
+        return int(min(MAX_PIECE, max(MIN_PIECE, per_connection * PIECE_SECONDS)))
 
     async def _request_range(self, seg: Segment) -> _Response:
+        """Ask for the next piece of a segment; only the rest of it stays open to other connections."""
         task = self.task
-        first, last = seg.pos, seg.end - 1
+        first = seg.pos
+        piece = self._piece_size()
+        # A short leftover after this piece would cost a request of its own: take it now.
+        last = seg.end - 1 if seg.end - first <= piece + MIN_PIECE else first + piece - 1
+        seg.committed = last + 1
         headers = {"Range": f"bytes={first}-{last}"}
         if_range = self._if_range()
         if if_range:
@@ -519,7 +576,7 @@ class Download:
         global_bucket = self.ctx.global_bucket
         block = max(256 * 1024, min(WRITE_BLOCK, BUFFER_BUDGET // max(1, task.max_connections)))
         try:
-            while seg.pos < seg.end and not conn.restart_requested:
+            while seg.pos < min(seg.end, seg.committed) and not conn.restart_requested:
                 limited = task.bucket.rate is not None or global_bucket.rate is not None
                 if limited:
                     size = min(task.bucket.chunk_size(WRITE_BLOCK), global_bucket.chunk_size(WRITE_BLOCK))
@@ -528,7 +585,7 @@ class Download:
                     data = await content.readany()
                 if not data:
                     break
-                room = seg.end - seg.pos
+                room = min(seg.end, seg.committed) - seg.pos
                 if len(data) > room:
                     data = data[:room]
                 n = len(data)
@@ -584,7 +641,8 @@ class Download:
                 task.size = opened.resp.content_length
                 task.done = RangeSet()
             declared = task.size
-            seg = Segment(0, declared if declared is not None else sys.maxsize, 0)
+            end = declared if declared is not None else sys.maxsize
+            seg = Segment(0, end, 0, committed=end)
             task.plan = [seg]
             conn = Connection(1, seg)
             conn.meter.start()

@@ -192,6 +192,10 @@ class Engine:
         self._downloaded += nbytes
         self._meter.add(nbytes)
 
+    def claimed_paths(self) -> list[str]:
+        """Final paths claimed by unfinished tasks."""
+        return [str(t.path) for t in self._tasks.values() if t.path is not None and not t.state.finished]
+
     def path_taken(self, path: Path) -> bool:
         """Whether a task not yet finished already claimed ``path``."""
         return any(t.path == path and not t.state.finished for t in self._tasks.values())
@@ -372,7 +376,8 @@ class Engine:
         except asyncio.CancelledError:
             # Paused, cancelled or closing: the caller has set the state already.
             if not (task.state.finished or task.state is TaskState.PAUSED):
-                task.set_state(TaskState.PAUSED)
+                # Closing the engine is not the user pausing: saved, the task comes back queued.
+                task.set_state(TaskState.QUEUED if self._closed else TaskState.PAUSED)
             raise
         except DownloadError as exc:
             self._fail(task, exc.reason)

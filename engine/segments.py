@@ -65,3 +65,29 @@ def split_largest(segments: Iterable[Segment], min_split: int) -> Segment | None
     new = Segment(mid, victim.end, mid)
     victim.end = mid
     return new
+
+
+def split_slowest(
+    candidates: Iterable[tuple[Segment, float]], min_split: int, patience: float
+) -> Segment | None:
+    """Take over the back half of the segment that would take longest to finish at its speed.
+
+    For when :func:`split_largest` finds nothing left unrequested: cutting a request short
+    wastes what the server already sent, so it is only worth it when the segment's connection
+    would otherwise need more than ``patience`` seconds. ``candidates`` pairs each segment
+    with the bytes per second its connection gets (0 for a stalled one).
+    """
+    victim: Segment | None = None
+    worst = patience
+    for seg, speed in candidates:
+        if seg.remaining < 2 * max(1, min_split):
+            continue
+        eta = seg.remaining / speed if speed > 0 else float("inf")
+        if eta > worst:
+            victim, worst = seg, eta
+    if victim is None:
+        return None
+    mid = victim.pos + victim.remaining // 2
+    new = Segment(mid, victim.end, mid)
+    victim.end = mid
+    return new

@@ -158,7 +158,7 @@ class Task:
             speed=self.meter.speed if running else 0.0,
             avg_speed=self.meter.avg_speed,
             eta=self.meter.eta(remaining) if running else None,
-            connections=len(self.connections),
+            connections=sum(1 for c in self.connections.values() if c.segment is not None),
             resumable=self.resumable,
             etag=self.etag,
             last_modified=self.last_modified,

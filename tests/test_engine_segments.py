@@ -63,7 +63,8 @@ async def test_idle_connections_take_over_a_throttled_range(
     assert_exact(task.path, "laggard.bin", size)
     stats = fault_server.stats("laggard.bin")
     assert stats.slowed == 1
-    assert len(task.segments) >= 8
+    # Its tail was taken over (more segments than connections) while it would still need seconds.
+    assert len(task.segments) > 4
     assert len(log.of(SegmentFinished, task.id)) == len(task.segments)
     assert elapsed < 4.0
     assert stats.peak_concurrent <= 4

@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.segments import Segment, initial_plan, split_largest
+from engine.segments import Segment, initial_plan, split_largest, split_slowest
 
 
 @st.composite
@@ -199,3 +199,40 @@ def test_split_point_is_past_committed(
         assert new.start >= max(seg.pos, committed)
         assert new.start == seg.end and new.end == before_end
         assert new.end - new.start >= min_split and seg.end - max(seg.pos, committed) >= min_split
+
+
+def test_split_slowest_takes_the_segment_that_would_finish_last() -> None:
+    fast = Segment(0, 8 * 1024 * 1024, 0, committed=8 * 1024 * 1024)
+    slow = Segment(8 * 1024 * 1024, 16 * 1024 * 1024, 8 * 1024 * 1024, committed=16 * 1024 * 1024)
+    new = split_slowest([(fast, 100e6), (slow, 64e3)], 1024 * 1024, patience=2.0)
+    assert new is not None
+    assert (new.start, new.end) == (12 * 1024 * 1024, 16 * 1024 * 1024)
+    assert slow.end == 12 * 1024 * 1024 and fast.end == 8 * 1024 * 1024
+
+
+def test_split_slowest_leaves_segments_that_finish_soon() -> None:
+    seg = Segment(0, 8 * 1024 * 1024, 0, committed=8 * 1024 * 1024)
+    assert split_slowest([(seg, 100e6)], 1024 * 1024, patience=2.0) is None
+
+
+def test_split_slowest_treats_a_stalled_connection_as_never_finishing() -> None:
+    seg = Segment(0, 4 * 1024 * 1024, 1024, committed=4 * 1024 * 1024)
+    new = split_slowest([(seg, 0.0)], 1024 * 1024, patience=2.0)
+    assert new is not None and new.start == seg.end
+
+
+@given(
+    length=st.integers(1, 10**9),
+    pos_frac=st.floats(0, 1),
+    speed=st.floats(0, 1e9),
+    min_split=st.integers(1, 10**8),
+)
+def test_split_slowest_halves_what_is_left(
+    length: int, pos_frac: float, speed: float, min_split: int
+) -> None:
+    seg = Segment(0, length, int(length * pos_frac))
+    end = seg.end
+    new = split_slowest([(seg, speed)], min_split, patience=1.0)
+    if new is not None:
+        assert seg.end == new.start and new.end == end
+        assert seg.end - seg.pos >= min_split and new.end - new.start >= min_split
