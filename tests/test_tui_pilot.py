@@ -395,3 +395,16 @@ async def test_pause_all_resume_all_and_move_in_queue(fault_server: FaultServer,
         await pilot.press("P")
         await wait_for(pilot, lambda: app.model.totals().paused == 0, "resume all")
         await wait_for(pilot, lambda: app.model.totals().completed == 3, "all three", limit=45)
+
+
+async def test_an_engine_that_cannot_start_ends_the_app_with_a_message(tmp_path: Path) -> None:
+    bad_session = tmp_path / "not-a-dir" / "session.json"
+    (tmp_path / "not-a-dir").write_text("a file where a directory should be")
+
+    def failing() -> Any:
+        raise OSError(f"cannot open {bad_session}")
+
+    app = FetchtopApp(client_factory=failing)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: not app.is_running, "the app to give up")
+    assert app.return_code == 1

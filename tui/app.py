@@ -145,7 +145,9 @@ class FetchtopApp(App[int]):
             # On a 16-colour terminal, use the terminal's own palette rather than approximations.
             self.theme = ANSI_THEME
         if self._startup_error is not None:
-            self.exit(return_code=1, message=self._startup_error)
+            # After the first refresh, so the screens finish mounting before the app closes.
+            message = self._startup_error
+            self.call_after_refresh(lambda: self.exit(return_code=1, message=message))
             return
         self.consume_events()
         self.set_interval(0.5, self._check_stale)
