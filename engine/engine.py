@@ -149,14 +149,13 @@ class Engine:
         if self._closed:
             return
         self._closed = True
-        running = [t for t in self._tasks.values() if t.runner is not None]
-        for task in running:
-            assert task.runner is not None
-            task.runner.cancel()
-        for task in running:
-            assert task.runner is not None
+        # A runner clears task.runner when it ends, so hold on to them before awaiting any.
+        runners = [t.runner for t in self._tasks.values() if t.runner is not None]
+        for runner in runners:
+            runner.cancel()
+        for runner in runners:
             with contextlib.suppress(asyncio.CancelledError):
-                await task.runner
+                await runner
         await self._save_session()
         if self._ticker is not None:
             self._ticker.cancel()

@@ -25,3 +25,10 @@ def test_headless_modules_do_not_import_the_ui() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "", f"headless import pulled in: {out.stdout.strip()}"
+
+
+def test_cli_limit_matches_the_engine() -> None:
+    from engine.engine import MAX_CONNECTIONS as ENGINE_MAX
+    from tui.cli import MAX_CONNECTIONS as CLI_MAX
+
+    assert CLI_MAX == ENGINE_MAX

@@ -11,12 +11,15 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from engine.client import EngineError
-from engine.engine import MAX_CONNECTIONS, EngineConfig, validate_options
-from engine.models import TaskOptions
-from engine.units import parse_rate
+if TYPE_CHECKING:
+    from engine.engine import EngineConfig
+    from engine.models import TaskOptions
+
+# The engine (and aiohttp under it) is imported inside functions: a Ctrl-C while it loads
+# must reach main()'s handler, not print a traceback from the console script's import.
+MAX_CONNECTIONS = 32
 
 PROG = "fetchtop"
 COMMANDS = ("get", "demo")
@@ -74,6 +77,8 @@ def _seconds(text: str) -> float:
 
 
 def _rate(text: str) -> int | None:
+    from engine.units import parse_rate
+
     try:
         return parse_rate(text)
     except ValueError as exc:
@@ -170,6 +175,10 @@ def read_url_file(path: str) -> list[str]:
 
 def download_request(args: argparse.Namespace, require_urls: bool) -> DownloadRequest:
     """Turn parsed options into engine terms; raises UsageError on contradictions."""
+    from engine.client import EngineError
+    from engine.engine import EngineConfig, validate_options
+    from engine.models import TaskOptions
+
     urls = list(args.urls)
     if args.input_file:
         urls.extend(read_url_file(args.input_file))
