@@ -324,13 +324,19 @@ async def test_queue_restored_from_session_file(
         snap = engine.snapshot()
         assert [t.url for t in snap.tasks] == [url, queued_url]
         assert [t.options for t in snap.tasks] == [options, options]
-        assert snap.tasks[1].state is TaskState.PAUSED  # paused by the user, so it stays paused
-        # (The task that was running when the engine closed comes back paused too; see the report.)
-        await engine.resume_all()
-        final = await asyncio.wait_for(engine.wait(), 30)
-    first, second = final.tasks
-    assert first.state is TaskState.COMPLETED and second.state is TaskState.COMPLETED
-    assert_exact(first.path, "session.bin", SIZE)
+        # Running when the engine closed: it goes on by itself. Paused by the user: it stays paused.
+        assert snap.tasks[0].state in (TaskState.QUEUED, TaskState.PROBING, TaskState.DOWNLOADING)
+        assert snap.tasks[1].state is TaskState.PAUSED
+        first = await wait_until_done(engine, snap.tasks[0].id)
+        assert first.state is TaskState.COMPLETED, first.error
+        assert_exact(first.path, "session.bin", SIZE)
+        await asyncio.sleep(0.1)
+        paused = engine.snapshot().tasks[1]
+        assert paused.state is TaskState.PAUSED
+        assert fault_server.stats("session2.bin").requests == 0
+        await engine.resume(paused.id)
+        second = await wait_until_done(engine, paused.id)
+    assert second.state is TaskState.COMPLETED
     assert_exact(second.path, "session2.bin", 100 * KiB)
     # The restored task continued from its control file instead of starting over.
     assert fault_server.stats("session.bin").records[before].range != "bytes=0-"
