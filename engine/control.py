@@ -81,18 +81,24 @@ def control_path(final_path: Path) -> Path:
     return final_path.with_name(final_path.name + CONTROL_SUFFIX)
 
 
-def write_control(path: Path, data: ControlData) -> None:
-    """Replace the control file atomically and durably (blocking: call from a thread)."""
+def write_control(path: Path, data: ControlData, durable: bool = True) -> None:
+    """Replace the control file atomically, and durably unless told not to (blocking).
+
+    A control file claiming no bytes is safe even if a power cut loses it, so the first one
+    of a download skips the fsyncs that would otherwise dominate the cost of small files.
+    """
     tmp = path.with_name(path.name + ".tmp")
     payload = json.dumps(data.to_json(), separators=(",", ":")).encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, payload)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def fsync_dir(directory: Path) -> None:
@@ -113,20 +119,18 @@ def read_control(path: Path) -> ControlData | None:
         return None
 
 
-def find_control_for(directory: Path, url: str) -> tuple[Path, ControlData] | None:
-    """A control file in ``directory`` for ``url`` whose part file still exists."""
+def index_controls(directory: Path) -> dict[str, list[tuple[Path, ControlData]]]:
+    """Every readable control file in ``directory`` by URL, in name order (blocking)."""
+    index: dict[str, list[tuple[Path, ControlData]]] = {}
     try:
         candidates = sorted(directory.glob("*" + CONTROL_SUFFIX))
     except OSError:
-        return None
+        return index
     for path in candidates:
         data = read_control(path)
-        if data is None or data.url != url:
-            continue
-        final = directory / data.name
-        if part_path(final).exists():
-            return path, data
-    return None
+        if data is not None:
+            index.setdefault(data.url, []).append((path, data))
+    return index
 
 
 def remove_quietly(*paths: Path) -> None:

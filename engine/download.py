@@ -110,6 +110,10 @@ class Context(Protocol):
         """Final paths claimed by unfinished tasks."""
         ...
 
+    async def controls_for(self, directory: Path, url: str) -> list[tuple[Path, ControlData]]:
+        """Control files in ``directory`` left for ``url`` by an earlier run."""
+        ...
+
 
 @dataclass
 class _Response:
@@ -159,11 +163,13 @@ class Download:
             opened = await self._probe(url)
             task.set_state(TaskState.DOWNLOADING)
             checkpoints = asyncio.create_task(self._checkpoint_loop())
+            fetched = False
             try:
                 if task.resumable and task.size is not None:
                     await self._fetch_segmented(opened)
                 else:
                     await self._fetch_whole(opened)
+                fetched = True
             except RemoteChanged as exc:
                 # A range request saw another version of the file: start over from the probe.
                 self._restart(str(exc))
@@ -172,7 +178,10 @@ class Download:
                 checkpoints.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await checkpoints
-                await self._checkpoint()
+                if not fetched:
+                    # Paused, failed or closing: record what is on disk for the next run.
+                    # (A finished fetch goes straight to the final rename instead.)
+                    await self._checkpoint()
             break
         await self._finish()
 
@@ -180,19 +189,19 @@ class Download:
         """Pick up a part file and control file left by an earlier run for the same URL."""
         task = self.task
         directory = Path(task.options.directory)
-        found: tuple[Path, ControlData] | None = None
+        candidates: list[ControlData] = []
         if task.options.output:
             name = choose_name(task.options.output, None, task.url)
             data = await asyncio.to_thread(control.read_control, control.control_path(directory / name))
             if data is not None and data.url == task.display_url:
-                found = (control.control_path(directory / name), data)
+                candidates = [data]
         else:
-            found = await asyncio.to_thread(control.find_control_for, directory, task.display_url)
-        if found is None:
-            return
-        _, data = found
-        final = directory / data.name
-        if self.ctx.path_taken(final) or not control.part_path(final).exists():
+            candidates = [data for _, data in await self.ctx.controls_for(directory, task.display_url)]
+        for data in candidates:
+            final = directory / data.name
+            if not self.ctx.path_taken(final) and control.part_path(final).exists():
+                break
+        else:
             return
         task.name = data.name
         task.path = final
@@ -317,9 +326,12 @@ class Download:
             task.resumable = True
             task.size = total
         else:
+            if resuming and self._if_range():
+                # If-Range failed: the file changed, but the server may well still do ranges,
+                # so probe again rather than settle for one connection.
+                raise RemoteChanged("remote file changed; downloading again from the start")
             if resuming or task.done.covered:
-                why = "remote file changed" if self._if_range() else "server no longer honours ranges"
-                self._restart(f"{why}; downloading again from the start")
+                self._restart("server no longer honours ranges; downloading again from the start")
             task.resumable = False
             task.size = resp.content_length
         task.etag, task.last_modified = validators.etag, validators.last_modified
@@ -328,7 +340,7 @@ class Download:
         if task.path is None:
             await self._choose_path(resp)
         await self._open_file(fresh=not task.done.covered)
-        await self._checkpoint()
+        await self._checkpoint(durable=bool(task.done.covered))
         assert task.name is not None and task.path is not None
         self.ctx.publish(
             TaskProbed(
@@ -698,7 +710,7 @@ class Download:
             await asyncio.sleep(self.ctx.checkpoint_interval)
             await self._checkpoint()
 
-    async def _checkpoint(self) -> None:
+    async def _checkpoint(self, durable: bool = True) -> None:
         """Make written data durable, then record it in the control file."""
         task = self.task
         if self.fd is None or task.control_path is None or task.name is None:
@@ -714,7 +726,7 @@ class Download:
                 done=task.done.as_list() if task.resumable else [],
             )
             fd, path = self.fd, task.control_path
-            await _in_thread(_sync_and_record, fd, path, data)
+            await _in_thread(_sync_and_record, fd, path, data, durable)
 
     async def _finish(self) -> None:
         task = self.task
@@ -835,9 +847,10 @@ def _pwritev_all(fd: int, chunks: list[bytes], offset: int) -> int:
     return total
 
 
-def _sync_and_record(fd: int, path: Path, data: ControlData) -> None:
-    os.fsync(fd)
-    control.write_control(path, data)
+def _sync_and_record(fd: int, path: Path, data: ControlData, durable: bool) -> None:
+    if durable:
+        os.fsync(fd)
+    control.write_control(path, data, durable)
 
 
 def _hash_file(fd: int, algo: str) -> str:

@@ -16,6 +16,7 @@ import aiohttp
 from engine import control
 from engine.bus import EventBus, Subscription
 from engine.client import EngineError
+from engine.control import ControlData
 from engine.download import Download
 from engine.events import (
     Event,
@@ -111,6 +112,7 @@ class Engine:
         self._closed = False
         self._jobs = self.config.jobs
         self._saver: asyncio.Future[None] | None = None
+        self._control_index: dict[str, dict[str, list[tuple[Path, ControlData]]]] = {}
         self._save_lock = asyncio.Lock()
 
     # ----- context ---------------------------------------------------------------------------
@@ -190,6 +192,18 @@ class Engine:
         """Count bytes for the engine-wide totals."""
         self._downloaded += nbytes
         self._meter.add(nbytes)
+
+    async def controls_for(self, directory: Path, url: str) -> list[tuple[Path, ControlData]]:
+        """Control files in ``directory`` left for ``url`` by an earlier run.
+
+        The directory is read once per engine, not once per task: with hundreds of small
+        files queued, reading every control file for every task would be quadratic.
+        """
+        key = str(directory)
+        index = self._control_index.get(key)
+        if index is None:
+            index = self._control_index[key] = await asyncio.to_thread(control.index_controls, directory)
+        return index.get(url, [])
 
     def claimed_paths(self) -> list[str]:
         """Final paths claimed by unfinished tasks."""

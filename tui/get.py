@@ -13,7 +13,15 @@ import time
 from typing import TYPE_CHECKING, TextIO
 
 from engine.engine import Engine
-from engine.events import Event, ProgressUpdated, TaskCompleted, TaskFailed, TaskRestarted, TaskRetrying
+from engine.events import (
+    Event,
+    ProgressUpdated,
+    TaskAdded,
+    TaskCompleted,
+    TaskFailed,
+    TaskRestarted,
+    TaskRetrying,
+)
 from engine.models import EngineSnapshot, TaskSnapshot, TaskState
 from engine.units import format_bytes, format_duration, format_rate
 
@@ -32,13 +40,18 @@ class Reporter:
     def __init__(self, out: TextIO, err: TextIO) -> None:
         self.out = out
         self.err = err
+        self._urls: dict[int, str] = {}
 
-    def event(self, event: Event, snapshot: EngineSnapshot | None) -> None:
+    def url_of(self, task_id: int) -> str:
+        """The (password-free) URL of a task, as announced when it was added."""
+        return self._urls.get(task_id, f"task {task_id}")
+
+    def event(self, event: Event) -> None:
         """React to a lifecycle event."""
-        if isinstance(event, TaskFailed):
-            task = snapshot.task(event.task_id) if snapshot else None
-            url = task.url if task else f"task {event.task_id}"
-            self.error(f"{url}: {event.reason}")
+        if isinstance(event, TaskAdded):
+            self._urls[event.task_id] = event.task.url
+        elif isinstance(event, TaskFailed):
+            self.error(f"{self.url_of(event.task_id)}: {event.reason}")
 
     def progress(self, snapshot: EngineSnapshot) -> None:
         """React to a progress tick."""
@@ -58,8 +71,8 @@ class PlainReporter(Reporter):
         super().__init__(out, err)
         self._last = 0.0
 
-    def event(self, event: Event, snapshot: EngineSnapshot | None) -> None:
-        super().event(event, snapshot)
+    def event(self, event: Event) -> None:
+        super().event(event)
         if isinstance(event, TaskCompleted):
             rate = event.size / event.duration if event.duration > 0 else 0.0
             self._line(f"completed {event.path} ({format_bytes(event.size)}, {format_rate(rate)})")
@@ -109,20 +122,31 @@ class RichReporter(Reporter):
             console=Console(file=out),
             auto_refresh=True,
             refresh_per_second=4,
+            # Rich would send stderr into the bars' console (stdout); errors must stay on stderr.
+            redirect_stderr=False,
         )
         self._rows: dict[int, TaskID] = {}
+        self._err_is_screen = err.isatty()
         self._progress.start()
 
-    def event(self, event: Event, snapshot: EngineSnapshot | None) -> None:
-        if isinstance(event, TaskFailed):
-            task = snapshot.task(event.task_id) if snapshot else None
-            url = task.url if task else f"task {event.task_id}"
-            self._progress.console.print(f"[red]failed[/red] {url}: {event.reason}", highlight=False)
-            self.error(f"{url}: {event.reason}")
-        elif isinstance(event, TaskRetrying):
+    def error(self, line: str) -> None:
+        from rich.text import Text
+
+        if self._err_is_screen:
+            # Same screen as the bars: print through their console so the display stays intact.
+            self._progress.console.print(Text.assemble(("fetchtop: ", "red"), line))
+        else:
+            super().error(line)
+
+    def event(self, event: Event) -> None:
+        from rich.text import Text
+
+        super().event(event)
+        if isinstance(event, TaskRetrying):
             self._progress.console.print(
-                f"[yellow]retry[/yellow] task {event.task_id} in {event.delay:.1f}s: {event.reason}",
-                highlight=False,
+                Text.assemble(
+                    ("retry ", "yellow"), f"task {event.task_id} in {event.delay:.1f}s: {event.reason}"
+                )
             )
 
     def progress(self, snapshot: EngineSnapshot) -> None:
@@ -181,7 +205,7 @@ async def download(request: DownloadRequest, reporter: Reporter) -> int:
                     if isinstance(event, ProgressUpdated):
                         reporter.progress(event.snapshot)
                     else:
-                        reporter.event(event, engine.snapshot())
+                        reporter.event(event)
 
             pumping = asyncio.create_task(pump())
             try:
