@@ -62,6 +62,8 @@ MAX_PIECE = 32 * MiB
 PIECE_SECONDS = 0.5
 """Seconds of data one request asks for: long enough that request overhead is noise, short
 enough that a connection that finishes early finds unrequested bytes to take over."""
+FLUSH_INTERVAL = 1.0
+"""Seconds a received byte may wait in memory before it is written."""
 IDLE_POLL = 0.25
 """Seconds an idle connection waits before looking again for a range to take over."""
 SPLIT_PATIENCE = 2.0
@@ -230,11 +232,16 @@ class Download:
                 ),
                 allow_redirects=True,
                 max_redirects=20,
+                # Few connections get deep buffers (fewer, larger reads); many share the budget.
+                read_bufsize=self._read_bufsize(),
             )
         except BaseException:
             slot.release()
             raise
         return _Response(resp, slot)
+
+    def _read_bufsize(self) -> int:
+        return max(256 * 1024, min(2 * MiB, BUFFER_BUDGET // 2 // max(1, self.task.max_connections)))
 
     async def _retry_wait(self, err: DownloadError, attempt: int) -> None:
         """Sleep before retry ``attempt``, or raise when retrying cannot or may not go on."""
@@ -578,7 +585,12 @@ class Download:
         return opened
 
     async def _stream(self, conn: Connection, seg: Segment, resp: aiohttp.ClientResponse) -> bool:
-        """Copy the body into the file until the segment's (moving) end; True if any byte came."""
+        """Copy the body into the file until the segment's (moving) end; True if any byte came.
+
+        Blocks are written when full or a second old, so a slow connection neither holds much
+        memory nor leaves much unrecorded for a resume. (Overlapping a write with the next
+        read was measured: no faster on loopback, 12 MB more at -x16.)
+        """
         task = self.task
         content = resp.content
         chunks: list[bytes] = []
@@ -587,6 +599,7 @@ class Download:
         progressed = False
         global_bucket = self.ctx.global_bucket
         block = max(256 * 1024, min(WRITE_BLOCK, BUFFER_BUDGET // max(1, task.max_connections)))
+        flushed_at = time.monotonic()
         try:
             while seg.pos < min(seg.end, seg.committed) and not conn.restart_requested:
                 limited = task.bucket.rate is not None or global_bucket.rate is not None
@@ -608,10 +621,11 @@ class Download:
                 conn.meter.add(n)
                 task.meter.add(n)
                 self.ctx.received(n)
-                if buffered >= block:
+                if buffered >= block or time.monotonic() - flushed_at > FLUSH_INTERVAL:
                     await self._write(chunks, offset)
                     offset += buffered
                     chunks, buffered = [], 0
+                    flushed_at = time.monotonic()
                 if limited:
                     delay = max(task.bucket.reserve(n), global_bucket.reserve(n))
                     if delay > 0:
