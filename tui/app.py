@@ -8,10 +8,11 @@ async methods in workers, so the same screens can drive an in-process Engine or 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TYPE_CHECKING, ClassVar
 
@@ -378,25 +379,59 @@ def default_session_path() -> str:
     return os.path.join(user_state_dir("fetchtop"), "session.json")
 
 
-def dashboard_app(urls: list[str], options: TaskOptions, config: EngineConfig) -> FetchtopApp:
-    """The app :func:`run_dashboard` runs: an Engine opened inside the app, the session saved by default."""
+@contextlib.asynccontextmanager
+async def _local_engine(
+    config: EngineConfig, metrics_addr: str, metrics_port: int | None
+) -> AsyncIterator[EngineClient]:
+    """An in-process Engine, with its /metrics endpoint while it runs if a port is given."""
     from engine.engine import Engine
 
+    async with Engine(config) as engine:
+        if metrics_port is None:
+            yield engine
+            return
+        from engine.metrics import start_metrics
+
+        metrics = await start_metrics(engine, metrics_addr, metrics_port)
+        try:
+            yield engine
+        finally:
+            await metrics.close()
+
+
+def dashboard_app(
+    urls: list[str],
+    options: TaskOptions,
+    config: EngineConfig,
+    *,
+    metrics_addr: str = "127.0.0.1",
+    metrics_port: int | None = None,
+) -> FetchtopApp:
+    """The app :func:`run_dashboard` runs: an Engine opened inside the app, the session saved by default."""
     if config.session_path is None:
         config = dataclasses.replace(config, session_path=default_session_path())
     if config.session_path:
         os.makedirs(os.path.dirname(os.path.abspath(config.session_path)), exist_ok=True)
     final = config
-    return FetchtopApp(client_factory=lambda: Engine(final), urls=urls, options=options)
+    return FetchtopApp(
+        client_factory=lambda: _local_engine(final, metrics_addr, metrics_port), urls=urls, options=options
+    )
 
 
-def run_dashboard(urls: list[str], options: TaskOptions, config: EngineConfig) -> int:
+def run_dashboard(
+    urls: list[str],
+    options: TaskOptions,
+    config: EngineConfig,
+    *,
+    metrics_addr: str = "127.0.0.1",
+    metrics_port: int | None = None,
+) -> int:
     """Run the dashboard on an in-process Engine with ``urls`` queued; returns the exit code.
 
     The Engine is created inside the app's event loop and closed when the app exits, which saves
     the session (by default under the user's state directory) so unfinished downloads resume the
     next time.
     """
-    app = dashboard_app(urls, options, config)
+    app = dashboard_app(urls, options, config, metrics_addr=metrics_addr, metrics_port=metrics_port)
     app.run()
     return app.return_code or 0

@@ -264,7 +264,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         request = download_request(args, require_urls=False)
         from tui.app import run_dashboard
 
-        return run_dashboard(request.urls, request.options, request.config)
+        return run_dashboard(
+            request.urls,
+            request.options,
+            request.config,
+            metrics_addr=request.metrics_addr,
+            metrics_port=request.metrics_port,
+        )
     except UsageError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,75 @@
+"""`fetchtop --metrics-port`: the dashboard's in-process engine serves /metrics while the app runs."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from textual.pilot import Pilot
+
+from engine.faultserver import FaultServer, file_matches
+from tests.engine_helpers import KiB, fast_config, opts
+from tui.app import dashboard_app
+
+LIMIT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def scrape(port: int) -> str:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics", timeout=aiohttp.ClientTimeout(total=5)) as resp,
+    ):
+        assert resp.status == 200
+        return await resp.text()
+
+
+async def wait_for(pilot: Pilot[Any], predicate: Any, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LIMIT
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+async def test_dashboard_serves_metrics_from_its_engine(
+    fault_server: FaultServer, download_dir: Path, tmp_path: Path
+) -> None:
+    size = 256 * KiB
+    url = fault_server.add_file("dash-metrics.bin", size)
+    options = opts(download_dir, connections=2)
+    config = fast_config(defaults=options, session_path=str(tmp_path / "session.json"))
+    port = free_port()
+    app = dashboard_app([url], options, config, metrics_port=port)
+    async with app.run_test(size=(100, 30)) as pilot:
+        target = download_dir / "dash-metrics.bin"
+        await wait_for(pilot, target.exists, "the download to complete")
+        text = ""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LIMIT
+        # The counter follows the engine's progress ticks: poll until it has caught up.
+        while f"fetchtop_downloaded_bytes_total {float(size)}" not in text:
+            if loop.time() > deadline:
+                raise AssertionError(f"counter never reached {size}:\n{text}")
+            text = await scrape(port)
+            await pilot.pause(0.1)
+        assert 'fetchtop_downloads_finished_total{result="completed"} 1.0' in text
+        await pilot.press("q")
+    assert file_matches(str(target), "dash-metrics.bin", size)
+    # Closing the app closes the endpoint with the engine.
+    try:
+        await scrape(port)
+    except aiohttp.ClientConnectionError:
+        pass
+    else:
+        raise AssertionError("metrics endpoint still answering after the dashboard quit")
