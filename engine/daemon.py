@@ -61,8 +61,7 @@ from engine.events import (
     TaskRetrying,
     TaskStarted,
 )
-from engine.models import EngineSnapshot, TaskOptions, TaskSnapshot, TaskState
-from engine.session import load_session, save_session
+from engine.models import TaskOptions, TaskSnapshot
 
 if typing.TYPE_CHECKING:
     from engine.metrics import MetricsServer
@@ -488,9 +487,7 @@ class Daemon:
         self._runners.clear()
         if self.metrics is not None:
             await self.metrics.close()
-        before = self.engine.snapshot()
         await self.engine.close()
-        await asyncio.to_thread(self._keep_running_tasks_queued, before)
         if self._recorder is not None:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(self._recorder, 5)
@@ -500,23 +497,6 @@ class Daemon:
         if self._socket_bound:
             with contextlib.suppress(OSError):
                 os.unlink(self.config.socket_path)
-
-    def _keep_running_tasks_queued(self, before: EngineSnapshot) -> None:
-        """Rewrite the saved session so tasks that were running or queued come back queued.
-
-        The engine pauses running downloads as it closes, and saves them as paused; a daemon that is
-        restarted must go on with them. Only the paused flag is corrected, and only when the saved
-        queue lines up with the tasks the daemon had.
-        """
-        unfinished = [t for t in before.tasks if t.state not in (TaskState.COMPLETED, TaskState.CANCELLED)]
-        entries = load_session(self.session_path)
-        if len(entries) != len(unfinished) or not any(e.paused for e in entries):
-            return
-        fixed = [
-            (e.url, e.options, TaskState.PAUSED if t.state is TaskState.PAUSED else TaskState.QUEUED)
-            for e, t in zip(entries, unfinished, strict=True)
-        ]
-        save_session(self.session_path, fixed)
 
     def _write_info(self) -> None:
         info = {

@@ -9,6 +9,7 @@ import pytest
 import pytest_asyncio
 
 from engine.faultserver import FaultServer, ThreadedFaultServer
+from tests.cli_helpers import Processes, cli_env
 
 
 @pytest_asyncio.fixture
@@ -32,3 +33,17 @@ def download_dir(tmp_path: Path) -> Path:
     d = tmp_path / "downloads"
     d.mkdir()
     return d
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Processes]:
+    """Runs fetchtop with cwd ``tmp_path/work`` and a private HOME; kills leftovers in teardown."""
+    home = tmp_path / "home"
+    home.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    p = Processes(work, cli_env(home))
+    try:
+        yield p
+    finally:
+        p.kill_all()

@@ -12,27 +12,12 @@ import pty
 import re
 import select
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from engine.faultserver import FaultServer, KiB, MiB, expected_bytes, expected_sha256, file_matches
-from tests.cli_helpers import Processes, Result, assert_no_traceback, cli_env, closed_port_url
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    """Runs fetchtop with cwd ``tmp_path/work`` and a private HOME; kills leftovers in teardown."""
-    home = tmp_path / "home"
-    home.mkdir()
-    work = tmp_path / "work"
-    work.mkdir()
-    p = Processes(work, cli_env(home))
-    try:
-        yield p
-    finally:
-        p.kill_all()
+from tests.cli_helpers import Processes, Result, assert_no_traceback, closed_port_url
 
 
 def leftovers(directory: Path) -> list[str]:

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,6 @@ from tests.cli_helpers import (
     assert_no_traceback,
     claimed_bytes,
     claimed_ranges,
-    cli_env,
     parse_range,
     read_control,
 )
@@ -33,20 +31,6 @@ FIRST_RATE = 1 * MiB
 data after 1-2 s (one 1 MiB write block, then a checkpoint), so the run is caught half-way."""
 SECOND_RATE = 3 * MiB
 """Per connection in the rerun: still throttled, so the final name can be watched while it runs."""
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    """Runs fetchtop with cwd ``tmp_path/work`` and a private HOME; kills leftovers in teardown."""
-    home = tmp_path / "home"
-    home.mkdir()
-    work = tmp_path / "work"
-    work.mkdir()
-    p = Processes(work, cli_env(home))
-    try:
-        yield p
-    finally:
-        p.kill_all()
 
 
 @dataclass

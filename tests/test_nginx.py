@@ -13,23 +13,9 @@ from pathlib import Path
 import pytest
 
 from engine.faultserver import MiB
-from tests.cli_helpers import NGINX, Nginx, Processes, Result, assert_no_traceback, cli_env, parse_range
+from tests.cli_helpers import NGINX, Nginx, Processes, Result, assert_no_traceback, parse_range
 
 NginxFactory = Callable[[str], Nginx]
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    """Runs fetchtop with cwd ``tmp_path/work`` and a private HOME; kills leftovers in teardown."""
-    home = tmp_path / "home"
-    home.mkdir()
-    work = tmp_path / "work"
-    work.mkdir()
-    p = Processes(work, cli_env(home))
-    try:
-        yield p
-    finally:
-        p.kill_all()
 
 
 @pytest.fixture
