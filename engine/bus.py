@@ -24,8 +24,10 @@ class Subscription:
     snapshot older than an event it already saw (a task it saw removed cannot come back).
     """
 
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(self, bus: EventBus, progress: bool = True) -> None:
         self._bus = bus
+        self.progress = progress
+        """Whether this subscriber receives ProgressUpdated at all."""
         self._queue: deque[Event] = deque()
         self._pushed = 0
         self._taken = 0
@@ -50,7 +52,7 @@ class Subscription:
         self._wake.set()
 
     def _offer_progress(self, event: ProgressUpdated) -> None:
-        if not (self._closed or self._ending):
+        if self.progress and not (self._closed or self._ending):
             self._progress = event
             self._progress_after = self._pushed
             self._wake.set()
@@ -101,12 +103,13 @@ class EventBus:
         self._subscribers: list[Subscription] = []
         self._closed = False
 
-    def subscribe(self) -> Subscription:
+    def subscribe(self, progress: bool = True) -> Subscription:
         """A new subscription receiving every event published from now on.
 
-        After :meth:`close` the subscription is already at its end.
+        With ``progress=False`` it gets lifecycle events only. After :meth:`close` the
+        subscription is already at its end.
         """
-        sub = Subscription(self)
+        sub = Subscription(self, progress)
         if self._closed:
             sub._end()
         else:
@@ -132,6 +135,11 @@ class EventBus:
         subs, self._subscribers = self._subscribers, []
         for sub in subs:
             sub._end()
+
+    @property
+    def wants_progress(self) -> bool:
+        """Whether any subscriber takes progress events (if none, there is no need to build them)."""
+        return any(sub.progress for sub in self._subscribers)
 
     @property
     def subscriber_count(self) -> int:

@@ -748,8 +748,7 @@ class Download:
         size = task.size or 0
         fd = self.fd
         assert fd is not None
-        await _in_thread(os.ftruncate, fd, size)
-        await _in_thread(os.fsync, fd)
+        await _in_thread(_truncate_and_sync, fd, size)
         if task.options.checksum:
             task.set_state(TaskState.VERIFYING)
             self.ctx.publish(TaskVerifying(time.time(), task.id))
@@ -757,7 +756,7 @@ class Download:
             actual = await asyncio.to_thread(_hash_file, fd, algo)
             if actual.lower() != expected.strip().lower():
                 await self._close_file()
-                control.remove_quietly(task.part_path, task.control_path)
+                await asyncio.to_thread(control.remove_quietly, task.part_path, task.control_path)
                 task.done = RangeSet()
                 task.plan = []
                 raise DownloadError(
@@ -769,7 +768,6 @@ class Download:
         final = await asyncio.to_thread(self._place_final)
         task.path = final
         task.name = final.name
-        control.remove_quietly(control.control_path(final), task.control_path)
         task.set_state(TaskState.COMPLETED)
         duration = task.meter.active_time
         self.ctx.publish(TaskCompleted(time.time(), task.id, path=str(final), size=size, duration=duration))
@@ -794,8 +792,8 @@ class Download:
                 os.rename(part, final)
             else:
                 os.unlink(part)
-            if ctrl is not None and final.name != name:
-                control.remove_quietly(ctrl)
+            # The control file goes last: until the rename, it is what resumes the download.
+            control.remove_quietly(*(p for p in (ctrl, control.control_path(final)) if p is not None))
             control.fsync_dir(directory)
             return final
         raise DownloadError(f"no free file name for {name!r}", permanent=True, kind="name")
@@ -859,6 +857,11 @@ def _pwritev_all(fd: int, chunks: list[bytes], offset: int) -> int:
             written += n
             rest = rest[n:]
     return total
+
+
+def _truncate_and_sync(fd: int, size: int) -> None:
+    os.ftruncate(fd, size)
+    os.fsync(fd)
 
 
 def _sync_and_record(fd: int, path: Path, data: ControlData, durable: bool) -> None:

@@ -354,9 +354,9 @@ class Engine:
         """The same as :meth:`snapshot`, for the EngineClient interface."""
         return self.snapshot()
 
-    def subscribe(self) -> Subscription:
-        """Events from now on: lifecycle in order, progress coalesced."""
-        return self._bus.subscribe()
+    def subscribe(self, progress: bool = True) -> Subscription:
+        """Events from now on: lifecycle in order, progress coalesced (or left out)."""
+        return self._bus.subscribe(progress)
 
     async def wait(self, task_ids: Iterable[int] | None = None) -> EngineSnapshot:
         """Wait until the given tasks (default: all) are completed, failed or cancelled."""
@@ -398,6 +398,7 @@ class Engine:
             self._fail(task, classify(exc).reason)
         finally:
             task.runner = None
+            task.changed()  # the run's cleanup (last writes, connections closed) came after the state
             if not self._closed:
                 self._schedule()
                 asyncio.get_running_loop().call_soon(self._save_soon)
@@ -423,7 +424,8 @@ class Engine:
             for task in self._tasks.values():
                 if task.state.active:
                     task.meter.tick()
-            self._publish_progress()
+            if self._bus.wants_progress:
+                self._publish_progress()
 
     def _publish_progress(self) -> None:
         self._bus.publish(ProgressUpdated(time.time(), self.snapshot()))

@@ -63,6 +63,7 @@ class Task:
         self.control_checked = False
         self.runner: asyncio.Task[None] | None = None
         self.done_event = asyncio.Event()
+        self._still: TaskSnapshot | None = None
 
     @property
     def part_path(self) -> Path | None:
@@ -78,10 +79,16 @@ class Task:
         """Change this task's speed limit now."""
         self.options = replace(self.options, speed_limit=limit)
         self.bucket.set_rate(limit)
+        self._still = None
+
+    def changed(self) -> None:
+        """Say the task changed outside set_state/set_limit (its run ended), so snapshots are rebuilt."""
+        self._still = None
 
     def set_state(self, state: TaskState) -> None:
         """Move to ``state``, keeping the finished flag in step."""
         self.state = state
+        self._still = None
         if state.finished:
             self.finished_at = time.time()
             self.done_event.set()
@@ -140,7 +147,19 @@ class Task:
         return tuple(out)
 
     def snapshot(self) -> TaskSnapshot:
-        """A frozen, JSON-friendly copy of the task's state."""
+        """A frozen, JSON-friendly copy of the task's state.
+
+        A task that is not running only changes through set_state or set_limit, so its snapshot
+        is kept until then: with hundreds of queued or finished tasks, each tick stays cheap.
+        """
+        if self._still is not None:
+            return self._still
+        snap = self._build_snapshot()
+        if self.state not in (TaskState.PROBING, TaskState.DOWNLOADING, TaskState.VERIFYING):
+            self._still = snap
+        return snap
+
+    def _build_snapshot(self) -> TaskSnapshot:
         done = self.bytes_done
         remaining = None if self.size is None else max(0, self.size - done)
         running = self.state in (TaskState.PROBING, TaskState.DOWNLOADING)

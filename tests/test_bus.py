@@ -269,3 +269,18 @@ async def test_context_manager_closes() -> None:
         event = await take(sub, 1)
         assert isinstance(event[0], TaskAdded)
     assert bus.subscriber_count == 0
+
+
+async def test_a_lifecycle_only_subscriber_gets_no_progress() -> None:
+    bus = EventBus()
+    quiet = bus.subscribe(progress=False)
+    assert not bus.wants_progress
+    loud = bus.subscribe()
+    assert bus.wants_progress
+    bus.publish(progress(1))
+    bus.publish(lifecycle(2))
+    bus.publish(progress(3))
+    bus.close()
+    assert await drain(quiet) == [lifecycle(2)]
+    assert await drain(loud) == [lifecycle(2), progress(3)]
+    assert not bus.wants_progress

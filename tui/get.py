@@ -197,7 +197,8 @@ async def download(request: DownloadRequest, reporter: Reporter) -> int:
 
             metrics = await start_metrics(engine, request.metrics_addr, request.metrics_port)
         try:
-            events = engine.subscribe()
+            # Quiet runs only need failures: not building snapshots each tick saves CPU.
+            events = engine.subscribe(progress=not request.quiet)
             ids = [await engine.add(url, request.options) for url in request.urls]
 
             async def pump() -> None:
