@@ -612,7 +612,11 @@ class Download:
                     size = min(task.bucket.chunk_size(WRITE_BLOCK), global_bucket.chunk_size(WRITE_BLOCK))
                     data = await content.read(size)
                 else:
-                    data = await content.readany()
+                    # One buffered piece as it came off the socket: readany() would join
+                    # them all into a new bytes object, copying every byte once more.
+                    data, chunk_end = await content.readchunk()
+                    if not data and chunk_end:
+                        continue  # a chunked body's chunk boundary, not the end
                 if not data:
                     break
                 room = min(seg.end, seg.committed) - seg.pos
