@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import statistics
@@ -29,7 +28,7 @@ from engine.events import (
     TaskRetrying,
     TaskVerifying,
 )
-from engine.filenames import choose_name, unique_name
+from engine.filenames import choose_name, sanitize, unique_name
 from engine.http import (
     DownloadError,
     RemoteChanged,
@@ -62,6 +61,8 @@ MAX_PIECE = 32 * MiB
 PIECE_SECONDS = 0.5
 """Seconds of data one request asks for: long enough that request overhead is noise, short
 enough that a connection that finishes early finds unrequested bytes to take over."""
+IOV_MAX = 1024
+"""Most buffers one pwritev takes on Linux (a chunked body of tiny chunks would exceed it)."""
 FLUSH_INTERVAL = 1.0
 """Seconds a received byte may wait in memory before it is written."""
 IDLE_POLL = 0.25
@@ -69,6 +70,8 @@ IDLE_POLL = 0.25
 SPLIT_PATIENCE = 2.0
 """Seconds a connection may still need for its range before an idle one takes half of it,
 even though the server has been asked for those bytes already."""
+MAX_RESTARTS = 3
+"""Times one run starts over because the remote file changed before it gives up."""
 SLOW_FACTOR = 0.1
 """A connection below this fraction of its peers' median speed is restarted."""
 SLOW_GRACE = 5.0
@@ -139,6 +142,8 @@ class Download:
         self._ctrl_lock = asyncio.Lock()
         self._numbers = 0
         self._pending: list[Segment] = []
+        self._restarts = 0
+        self._stale_control = False
         self._url = task.url
 
     # ----- lifecycle -------------------------------------------------------------------------
@@ -177,12 +182,14 @@ class Download:
                 continue
             finally:
                 checkpoints.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await checkpoints
-                if not fetched:
-                    # Paused, failed or closing: record what is on disk for the next run.
-                    # (A finished fetch goes straight to the final rename instead.)
-                    await self._checkpoint()
+                try:
+                    # asyncio.wait, not await: a pause arriving now must not be swallowed.
+                    await asyncio.wait([checkpoints])
+                finally:
+                    if not fetched:
+                        # Paused, failed or closing: record what is on disk for the next run.
+                        # (A finished fetch goes straight to the final rename instead.)
+                        await self._checkpoint()
             break
         await self._finish()
 
@@ -200,6 +207,8 @@ class Download:
             candidates = [data for _, data in await self.ctx.controls_for(directory, task.display_url)]
         for data in candidates:
             final = directory / data.name
+            if sanitize(data.name) != data.name:
+                continue  # a planted or corrupt control file must not steer us out of the directory
             if not self.ctx.path_taken(final) and control.part_path(final).exists():
                 break
         else:
@@ -363,6 +372,14 @@ class Download:
     def _restart(self, reason: str) -> None:
         """Forget every byte on disk: the remote file is not the one they came from."""
         task = self.task
+        self._restarts += 1
+        if self._restarts > MAX_RESTARTS:
+            raise DownloadError(
+                f"{reason}; the remote file keeps changing (try --no-if-range for signed URLs)",
+                permanent=True,
+                kind="changed",
+            )
+        self._stale_control = True
         task.done = RangeSet()
         task.plan = []
         task.size = None
@@ -403,7 +420,9 @@ class Download:
         size = task.size
 
         def open_part() -> int:
-            fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+            # Resuming, the part file must already be there: recreating it empty would turn the
+            # ranges the task believes done into zeros.
+            fd = os.open(part, os.O_RDWR | (os.O_CREAT if fresh else 0), 0o644)
             if fresh:
                 os.ftruncate(fd, 0)
                 # Sparse, not posix_fallocate: on ext4, writing into fallocated (unwritten)
@@ -412,7 +431,19 @@ class Download:
             return fd
 
         await self._close_file()
-        self.fd = await asyncio.to_thread(open_part)
+        if fresh and self._stale_control and task.control_path is not None:
+            # The old control file still claims ranges of the data about to be truncated.
+            await asyncio.to_thread(_remove_durably, task.control_path)
+            self._stale_control = False
+        try:
+            self.fd = await _open_in_thread(open_part)
+        except FileNotFoundError:
+            # Deleted while paused: what it held is gone, so start this file over.
+            task.done = RangeSet()
+            task.plan = []
+            self.ctx.publish(TaskRestarted(time.time(), task.id, reason="partial file disappeared"))
+            fresh = True
+            self.fd = await _open_in_thread(open_part)
 
     async def _close_file(self) -> None:
         if self.fd is not None:
@@ -443,10 +474,11 @@ class Download:
                     opened = None
                     for _ in range(count):
                         group.create_task(self._worker(None, None))
-            except* DownloadError as eg:
-                raise eg.exceptions[0] from None
-            except* RemoteChanged as eg:
-                raise eg.exceptions[0] from None
+            except* (RemoteChanged, DownloadError) as eg:
+                # A changed file wins (it restarts); else the first failure is the reason.
+                errors: list[BaseException] = list(eg.exceptions)
+                changed = [e for e in errors if isinstance(e, RemoteChanged)]
+                raise (changed[0] if changed else errors[0]) from None
             finally:
                 watch.cancel()
         if opened is not None:
@@ -495,13 +527,14 @@ class Download:
             seg = segment if segment is not None else self._next_segment()
             while seg is not None:
                 conn.segment = seg
+                # From here _fetch_segment owns the probe's response and closes it, on every path.
+                first, opened = opened, None
                 try:
-                    await self._fetch_segment(conn, seg, opened)
+                    await self._fetch_segment(conn, seg, first)
                 except TooManyConnections:
                     seg.committed = seg.pos  # nothing of it is on its way any more
                     self._pending.append(seg)
                     return
-                opened = None
                 self.ctx.publish(SegmentFinished(time.time(), task.id, start=seg.start, end=seg.end))
                 conn.segment = None
                 seg = await self._wait_for_work()
@@ -529,6 +562,10 @@ class Download:
             except (asyncio.CancelledError, TooManyConnections, RemoteChanged):
                 raise
             except Exception as exc:  # classified below; permanent ones end the task
+                if opened is not None:
+                    # The host slot and the broken connection are not held through the backoff.
+                    opened.close()
+                    opened = None
                 if conn.restart_requested:
                     continue
                 # Judged by position: a reset mid-body raises out of _stream after bytes arrived.
@@ -630,7 +667,11 @@ class Download:
                 conn.meter.add(n)
                 task.meter.add(n)
                 self.ctx.received(n)
-                if buffered >= block or time.monotonic() - flushed_at > FLUSH_INTERVAL:
+                if (
+                    buffered >= block
+                    or len(chunks) >= IOV_MAX
+                    or time.monotonic() - flushed_at > FLUSH_INTERVAL
+                ):
                     await self._write(chunks, offset)
                     offset += buffered
                     chunks, buffered = [], 0
@@ -692,6 +733,9 @@ class Download:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # classified; permanent ones end the task
+                task.connections = {}
+                opened.close()
+                opened = None
                 if seg.pos > seg.start:
                     attempt = 0
                 attempt += 1
@@ -700,8 +744,9 @@ class Download:
                 await self._retry_wait(classify(exc), attempt)
             finally:
                 task.connections = {}
-                opened.close()
-                opened = None
+                if opened is not None:
+                    opened.close()
+                    opened = None
 
     async def _slow_watch(self) -> None:
         """Restart a connection far slower than its peers on its remaining bytes."""
@@ -762,7 +807,7 @@ class Download:
             task.set_state(TaskState.VERIFYING)
             self.ctx.publish(TaskVerifying(time.time(), task.id))
             algo, _, expected = task.options.checksum.partition("=")
-            actual = await asyncio.to_thread(_hash_file, fd, algo)
+            actual = await _in_thread(_hash_file, fd, algo)
             if actual.lower() != expected.strip().lower():
                 await self._close_file()
                 await asyncio.to_thread(control.remove_quietly, task.part_path, task.control_path)
@@ -774,7 +819,16 @@ class Download:
                     kind="checksum",
                 )
         await self._close_file()
-        final = await asyncio.to_thread(self._place_final)
+        placing = asyncio.ensure_future(asyncio.to_thread(self._place_final))
+        try:
+            final = await asyncio.shield(placing)
+        except asyncio.CancelledError:
+            # A rename in flight cannot be stopped: once it is done, the task is complete,
+            # whatever the pause or close that arrived meanwhile asked.
+            await asyncio.wait([placing])
+            if placing.cancelled() or placing.exception() is not None:
+                raise
+            final = placing.result()
         task.path = final
         task.name = final.name
         task.set_state(TaskState.COMPLETED)
@@ -866,6 +920,23 @@ def _pwritev_all(fd: int, chunks: list[bytes], offset: int) -> int:
             written += n
             rest = rest[n:]
     return total
+
+
+async def _open_in_thread(opener: Callable[[], int]) -> int:
+    """Open a file in a thread; if cancelled meanwhile, close what the thread opened."""
+    work = asyncio.ensure_future(asyncio.to_thread(opener))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        if not work.cancelled() and work.exception() is None:
+            os.close(work.result())
+        raise
+
+
+def _remove_durably(path: Path) -> None:
+    control.remove_quietly(path)
+    control.fsync_dir(path.parent)
 
 
 def _truncate_and_sync(fd: int, size: int) -> None:

@@ -226,8 +226,11 @@ async def test_retry_budget_exhausted_fails(fault_server: FaultServer, download_
 
 
 async def test_retry_budget_exhausted_mid_download_keeps_progress(
-    fault_server: FaultServer, download_dir: Path
+    fault_server: FaultServer, download_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Full jitter can make the first retry almost immediate, racing the server change below:
+    # a fixed delay gives the test time to switch the server to 503 before the retry goes out.
+    monkeypatch.setattr("engine.download.backoff_delay", lambda attempt, base, cap: 0.3)
     size = 1 * MiB
     url = fault_server.add_file("dies.bin", size, rate=2 * MiB, truncate_after=256 * KiB)
     async with Engine(fast_config()) as engine, EventLog(engine) as log:
