@@ -88,6 +88,8 @@ MAX_BODY = 64 * 1024
 """Largest request body accepted."""
 MAX_WATCHERS = 64
 """Most event WebSockets open at once."""
+SEND_TIMEOUT = 10.0
+"""Seconds one event may take to reach a WebSocket client before it counts as gone."""
 HISTORY_LIMIT = 1000
 """Finished tasks remembered; the oldest are forgotten first."""
 MAX_URL = 8192
@@ -322,8 +324,9 @@ async def _body(request: web.Request) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestError(400, f"request body is not valid JSON: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: a small body of deeply nested brackets is malformed too, not a 500.
+        raise RequestError(400, f"request body is not valid JSON: {type(exc).__name__}") from None
     if not isinstance(data, dict):
         raise RequestError(400, "request body must be a JSON object")
     return data
@@ -453,7 +456,8 @@ class Daemon:
         # process-wide), and so a socket that cannot be made fails before the queue is touched.
         unix_socket = self._bind_unix()
         await asyncio.to_thread(self.history.load)
-        events = self.engine.subscribe()
+        # Lifecycle only: the recorder never needs progress, and must see every completion.
+        events = self.engine.subscribe(progress=False)
         await self.engine.start()
         self._recorder = asyncio.create_task(self._record(events), name="fetchtop-daemon-history")
         for url in self.config.urls:
@@ -479,24 +483,27 @@ class Daemon:
 
     async def close(self) -> None:
         """Stop listening, close the engine (which saves the session and control files), clean up."""
-        # Ending the subscriptions ends the event handlers, which close their sockets themselves.
-        for events in list(self._watchers.values()):
-            events.close()
-        for runner in self._runners:
-            await runner.cleanup()
-        self._runners.clear()
-        if self.metrics is not None:
-            await self.metrics.close()
-        await self.engine.close()
-        if self._recorder is not None:
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(self._recorder, 5)
-        for name in (INFO_NAME,):
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(self.config.state_dir, name))
-        if self._socket_bound:
-            with contextlib.suppress(OSError):
-                os.unlink(self.config.socket_path)
+        try:
+            # Ending the subscriptions ends the event handlers, which close their sockets themselves.
+            for events in list(self._watchers.values()):
+                events.close()
+            # The engine is saved before the listeners go, so "unreachable" means "saved".
+            await self.engine.close()
+            if self._recorder is not None:
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(self._recorder, 5)
+            for runner in self._runners:
+                await runner.cleanup()
+            self._runners.clear()
+            if self.metrics is not None:
+                await self.metrics.close()
+        finally:
+            for name in (INFO_NAME,):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.config.state_dir, name))
+            if self._socket_bound:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.config.socket_path)
 
     def _write_info(self) -> None:
         info = {
@@ -684,10 +691,26 @@ class Daemon:
         ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=MAX_BODY, timeout=2.0)
         if not ws.can_prepare(request).ok:
             raise RequestError(400, "GET /v1/events is a WebSocket")
-        # Subscribe before the first snapshot so nothing between the two is missed.
+        # Subscribe before the first snapshot so nothing between the two is missed; the slot is
+        # taken before the handshake's await so concurrent handshakes cannot overshoot the cap.
         events = self.engine.subscribe()
-        await ws.prepare(request)
         self._watchers[ws] = events
+        try:
+            await ws.prepare(request)
+        except BaseException:
+            events.close()
+            self._watchers.pop(ws, None)
+            raise
+
+        async def send(data: dict[str, Any]) -> None:
+            # A client that stops reading must not hold its handler (and a watcher slot) forever:
+            # ws.close() would wait for a buffer that never drains, so the transport is aborted.
+            try:
+                await asyncio.wait_for(ws.send_json(data), SEND_TIMEOUT)
+            except TimeoutError:
+                if request.transport is not None:
+                    request.transport.abort()
+                raise ConnectionResetError("event client stopped reading") from None
 
         async def read_until_closed() -> None:
             # Clients send nothing; reading is how a close (or a dead peer) is noticed.
@@ -698,9 +721,9 @@ class Daemon:
 
         reader = asyncio.create_task(read_until_closed())
         try:
-            await ws.send_json(event_to_json(ProgressUpdated(time.time(), self.engine.snapshot())))
+            await send(event_to_json(ProgressUpdated(time.time(), self.engine.snapshot())))
             async for event in events:
-                await ws.send_json(event_to_json(event))
+                await send(event_to_json(event))
             if events.overflowed:
                 await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"fell too far behind")
         except (ConnectionError, RuntimeError):
@@ -713,7 +736,9 @@ class Daemon:
             self._watchers.pop(ws, None)
             if not ws.closed:
                 with contextlib.suppress(Exception):
-                    await ws.close(code=WSCloseCode.GOING_AWAY, message=b"event stream ended")
+                    await asyncio.wait_for(
+                        ws.close(code=WSCloseCode.GOING_AWAY, message=b"event stream ended"), 2.0
+                    )
         return ws
 
     # -- history and log ---------------------------------------------------------------------------

@@ -121,6 +121,8 @@ async def test_malformed_requests_get_400_with_a_reason(daemons: Daemons) -> Non
     bad: list[tuple[str, str, dict[str, Any], int, str]] = [
         ("POST", "/v1/add", {"data": b"{not json"}, 400, "not valid JSON"),
         ("POST", "/v1/add", {"data": b"\xff\xfe\x00"}, 400, "not valid JSON"),
+        # Deep nesting under the size limit: RecursionError in the parser, still a 400.
+        ("POST", "/v1/add", {"data": b"[" * 30000 + b"]" * 30000}, 400, "not valid JSON"),
         ("POST", "/v1/add", {"json": [1, 2]}, 400, "must be a JSON object"),
         ("POST", "/v1/add", {"json": {}}, 400, "'url' must be a non-empty string"),
         ("POST", "/v1/add", {"json": {"url": 7}}, 400, "'url' must be a non-empty string"),

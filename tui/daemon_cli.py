@@ -286,6 +286,29 @@ def _limit(argv: list[str]) -> int:
     return _run(make_client(args), work)
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid exists (and is not a zombie we could reap)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+async def _wait_gone(pid: int, deadline: float) -> None:
+    """Poll (there is no event for another process's exit) until ``pid`` is gone or time is up."""
+    for _ in range(int(max(0.0, deadline - time.monotonic()) / 0.1) + 1):
+        if not _alive(pid):
+            return
+        await asyncio.sleep(0.1)
+
+
 def _stop(argv: list[str]) -> int:
     parser = Parser(prog=f"{PROG} stop", description="Make the daemon save its session and exit.")
     _connection_options(parser)
@@ -299,6 +322,10 @@ def _stop(argv: list[str]) -> int:
             try:
                 await c.status()
             except DaemonUnavailable:
+                # Unreachable means saved; on this machine also wait for the process (and its
+                # lock on the state directory) to be gone, so a new daemon can start at once.
+                if c.socket_path is not None and pid:
+                    await _wait_gone(pid, deadline)
                 print(f"{PROG}: daemon stopped (pid {pid})")
                 return 0
             except EngineError:
