@@ -267,9 +267,10 @@ def _type_ok(tp: Any, value: Any) -> bool:
 _OPTION_HINTS: dict[str, Any] = typing.get_type_hints(TaskOptions)
 
 
-def decode_options(data: Any, defaults: TaskOptions, download_dir: str) -> TaskOptions:
+def decode_options(data: Any, defaults: TaskOptions, download_dir: str, confine: bool = False) -> TaskOptions:
     """TaskOptions from a request's ``options`` object: unnamed fields keep the daemon's defaults,
-    a relative directory is taken under ``download_dir``. Raises RequestError(400)."""
+    a relative directory is taken under ``download_dir``; with ``confine`` (TCP clients, who need
+    not be this user) it must stay inside it. Raises RequestError(400)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -286,8 +287,12 @@ def decode_options(data: Any, defaults: TaskOptions, download_dir: str) -> TaskO
         if any(ord(c) < 32 or ord(c) == 127 for c in name + value) or not name:
             raise RequestError(400, "header names and values must not be empty or hold control characters")
     options = dataclasses.replace(defaults, **changes)
-    directory = os.path.join(download_dir, os.path.expanduser(options.directory))
-    return dataclasses.replace(options, directory=os.path.normpath(directory))
+    directory = os.path.normpath(os.path.join(download_dir, os.path.expanduser(options.directory)))
+    if confine:
+        root = os.path.normpath(os.path.abspath(download_dir))
+        if os.path.commonpath([os.path.abspath(directory), root]) != root:
+            raise RequestError(400, "over TCP, 'directory' must be inside the daemon's download directory")
+    return dataclasses.replace(options, directory=directory)
 
 
 def _int(body: dict[str, Any], key: str, *, optional: bool = False) -> int | None:
@@ -537,7 +542,7 @@ class Daemon:
         routes.get(f"{API}/tasks")(self._tasks)
         routes.get(f"{API}/history")(self._history)
         routes.get(f"{API}/events")(self._events)
-        for name, command in self._commands().items():
+        for name, command in self._commands(confine=token is not None).items():
             routes.post(f"{API}/{name}")(self._command_handler(command))
         app.add_routes(routes)
         return app
@@ -580,19 +585,21 @@ class Daemon:
 
     # -- handlers ----------------------------------------------------------------------------------
 
-    def _options(self, data: Any) -> TaskOptions:
-        return decode_options(data, self.config.engine.defaults, self.config.download_dir)
+    def _options(self, data: Any, confine: bool = False) -> TaskOptions:
+        return decode_options(data, self.config.engine.defaults, self.config.download_dir, confine)
 
     def _known(self, task_id: int) -> int:
         if self.engine.snapshot().task(task_id) is None:
             raise RequestError(404, f"no task with id {task_id}")
         return task_id
 
-    def _commands(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]]:
+    def _commands(
+        self, confine: bool = False
+    ) -> dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]]:
         engine = self.engine
 
         async def add(body: dict[str, Any]) -> dict[str, Any]:
-            return {"id": await engine.add(_url(body), self._options(body.get("options")))}
+            return {"id": await engine.add(_url(body), self._options(body.get("options"), confine))}
 
         async def pause(body: dict[str, Any]) -> dict[str, Any]:
             await engine.pause(self._known(_task_id(body)))

@@ -96,6 +96,15 @@ async def test_tcp_needs_the_token(daemons: Daemons) -> None:
         async with http.get(f"{base}/v1/snapshot", headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
             assert resp.status == 200
             assert (await resp.json())["snapshot"]["tasks"] == []
+        # A TCP client holds the token, not this user's account: it cannot write outside -d.
+        for directory in ("../../outside", "/tmp"):
+            async with http.post(
+                f"{base}/v1/add",
+                headers={"Authorization": f"Bearer {TOKEN}"},
+                json={"url": "http://127.0.0.1:9/x.bin", "options": {"directory": directory}},
+            ) as resp:
+                assert resp.status == 400
+                assert "inside the daemon's download directory" in (await resp.json())["error"]
 
     async with RemoteClient(url=base, token="not-the-token-at-all") as wrong:
         with pytest.raises(Unauthorized):
