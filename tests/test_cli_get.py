@@ -388,3 +388,11 @@ def test_terminal_gets_live_progress_bars(threaded_fault_server: FaultServer, pr
     assert "bars.bin" in text and "100.0%" in text, text
     assert "completed " not in text  # the plain reporter's lines are for pipes
     assert file_matches(str(procs.cwd / "t" / "bars.bin"), "bars.bin", size)
+
+
+def test_a_mistyped_command_is_a_usage_error(procs: Processes) -> None:
+    res = procs.run(["lss"])
+    assert res.returncode == 2
+    assert res.err_lines == [res.stderr.strip()]
+    assert "unknown command 'lss'" in res.stderr and "get" in res.stderr
+    assert_no_traceback(res.stdout, res.stderr)

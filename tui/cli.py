@@ -261,6 +261,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.get import run_get
 
             return run_get(download_request(args, require_urls=True))
+        for word in args.urls[:1]:
+            # A bare word where a URL should be is a mistyped command, not a download.
+            if "://" not in word and word.isalpha() and word.islower():
+                names = ", ".join(known)
+                raise UsageError(f"unknown command {word!r} (commands: {names}; or give URLs)")
         request = download_request(args, require_urls=False)
         from tui.app import run_dashboard
 
