@@ -750,18 +750,24 @@ class Daemon:
 
     # -- history and log ---------------------------------------------------------------------------
 
-    async def _record(self, events: typing.AsyncIterator[Event]) -> None:
-        async for event in events:
-            if isinstance(event, ProgressUpdated):
-                continue
-            _log_event(event)
-            if isinstance(event, TaskCompleted | TaskFailed | TaskCancelled):
-                task = self.engine.snapshot().task(event.task_id)
-                if task is not None:
-                    try:
-                        await self.history.record(task)
-                    except OSError as exc:
-                        log.warning("cannot save the history: %s", exc)
+    async def _record(self, events: Subscription) -> None:
+        while True:
+            async for event in events:
+                if isinstance(event, ProgressUpdated):
+                    continue
+                _log_event(event)
+                if isinstance(event, TaskCompleted | TaskFailed | TaskCancelled):
+                    task = self.engine.task_snapshot(event.task_id)
+                    if task is not None:
+                        try:
+                            await self.history.record(task)
+                        except OSError as exc:
+                            log.warning("cannot save the history: %s", exc)
+            if not events.overflowed:
+                return
+            # Cut off after falling far behind (a huge restored queue): carry on from now.
+            log.warning("the history recorder fell behind; some finished tasks may be missing from it")
+            events = self.engine.subscribe(progress=False)
 
 
 def _log_event(event: Event) -> None:

@@ -32,7 +32,7 @@ from engine.events import (
     TaskStarted,
 )
 from engine.http import DownloadError, classify
-from engine.models import EngineSnapshot, MiB, TaskOptions, TaskState
+from engine.models import EngineSnapshot, MiB, TaskOptions, TaskSnapshot, TaskState
 from engine.ratemeter import RateMeter
 from engine.session import load_session, save_session
 from engine.task import Task
@@ -349,6 +349,11 @@ class Engine:
             time=time.time(),
             counts=counts,
         )
+
+    def task_snapshot(self, task_id: int) -> TaskSnapshot | None:
+        """One task's state, without building every other task's."""
+        task = self._tasks.get(task_id)
+        return None if task is None else task.snapshot()
 
     async def get_snapshot(self) -> EngineSnapshot:
         """The same as :meth:`snapshot`, for the EngineClient interface."""
