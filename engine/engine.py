@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -32,7 +32,7 @@ from engine.events import (
     TaskStarted,
 )
 from engine.http import DownloadError, classify
-from engine.models import EngineSnapshot, MiB, TaskOptions, TaskSnapshot, TaskState
+from engine.models import EngineSnapshot, TaskOptions, TaskSnapshot, TaskState
 from engine.ratemeter import RateMeter
 from engine.session import load_session, save_session
 from engine.task import Task
@@ -110,10 +110,9 @@ class Engine:
         self._session: aiohttp.ClientSession | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._closed = False
-        self._jobs = self.config.jobs
-        self._saver: asyncio.Future[None] | None = None
         self._control_index: dict[str, dict[str, list[tuple[Path, ControlData]]]] = {}
-        self._save_lock = asyncio.Lock()
+        self._save_wanted = asyncio.Event()
+        self._saver: asyncio.Task[None] | None = None
 
     # ----- context ---------------------------------------------------------------------------
 
@@ -144,6 +143,8 @@ class Engine:
                     task.set_state(TaskState.PAUSED)
                 self._bus.publish(TaskAdded(time.time(), task.id, task=task.snapshot()))
         self._ticker = asyncio.create_task(self._tick_loop())
+        if self.config.session_path:
+            self._saver = asyncio.create_task(self._save_loop(Path(self.config.session_path)))
         self._schedule()
 
     async def close(self) -> None:
@@ -158,7 +159,9 @@ class Engine:
         for runner in runners:
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
-        await self._save_session()
+        if self._saver is not None:
+            self._save_wanted.set()  # the last save, of the state the runners left
+            await self._saver
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -224,7 +227,7 @@ class Engine:
         task = self._new_task(url, opts)
         self._bus.publish(TaskAdded(time.time(), task.id, task=task.snapshot()))
         self._schedule()
-        await self._save_session()
+        self._save_soon()
         return task.id
 
     def _new_task(self, url: str, options: TaskOptions) -> Task:
@@ -248,7 +251,7 @@ class Engine:
         await self._stop(task, TaskState.PAUSED)
         self._bus.publish(TaskPaused(time.time(), task.id))
         self._schedule()
-        await self._save_session()
+        self._save_soon()
 
     async def resume(self, task_id: int) -> None:
         """Queue a paused, failed or cancelled task again; it continues where it stopped."""
@@ -259,9 +262,7 @@ class Engine:
         task.set_state(TaskState.QUEUED)
         self._bus.publish(TaskResumed(time.time(), task.id))
         self._schedule()
-        await self._save_session()
-
-    retry = resume
+        self._save_soon()
 
     async def cancel(self, task_id: int) -> None:
         """Stop a task for good; its partial file stays until it is removed."""
@@ -271,7 +272,7 @@ class Engine:
         await self._stop(task, TaskState.CANCELLED)
         self._bus.publish(TaskCancelled(time.time(), task.id))
         self._schedule()
-        await self._save_session()
+        self._save_soon()
 
     async def remove(self, task_id: int, delete_files: bool = False) -> None:
         """Cancel a task and forget it, deleting its partial and control files if asked."""
@@ -287,7 +288,7 @@ class Engine:
         self._order.remove(task_id)
         self._bus.publish(TaskRemoved(time.time(), task_id, deleted_files=deleted))
         self._schedule()
-        await self._save_session()
+        self._save_soon()
 
     async def pause_all(self) -> None:
         """Pause every task that is queued or running."""
@@ -311,14 +312,7 @@ class Engine:
         else:
             self._get(task_id).set_limit(limit)
         self._bus.publish(LimitChanged(time.time(), task_id=task_id, limit=limit))
-        await self._save_session()
-
-    async def set_jobs(self, jobs: int) -> None:
-        """Change how many tasks download at once."""
-        if jobs < 1:
-            raise EngineError("jobs must be at least 1")
-        self._jobs = jobs
-        self._schedule()
+        self._save_soon()
 
     async def move(self, task_id: int, offset: int) -> None:
         """Move a task ``offset`` places in the queue (negative: towards the front)."""
@@ -330,7 +324,7 @@ class Engine:
         self._order.insert(new, self._order.pop(index))
         self._bus.publish(TaskMoved(time.time(), task_id, position=new))
         self._schedule()
-        await self._save_session()
+        self._save_soon()
 
     def snapshot(self) -> EngineSnapshot:
         """The full state of every task, as plain data."""
@@ -344,7 +338,7 @@ class Engine:
             avg_speed=self._meter.avg_speed,
             downloaded=self._downloaded,
             speed_limit=None if self.global_bucket.rate is None else int(self.global_bucket.rate),
-            jobs=self._jobs,
+            jobs=self.config.jobs,
             connections=sum(t.connections for t in tasks),
             time=time.time(),
             counts=counts,
@@ -380,7 +374,7 @@ class Engine:
             return
         running = sum(1 for t in self._tasks.values() if t.runner is not None)
         for task_id in self._order:
-            if running >= self._jobs:
+            if running >= self.config.jobs:
                 break
             task = self._tasks[task_id]
             if task.state is TaskState.QUEUED and task.runner is None:
@@ -406,7 +400,7 @@ class Engine:
             task.changed()  # the run's cleanup (last writes, connections closed) came after the state
             if not self._closed:
                 self._schedule()
-                asyncio.get_running_loop().call_soon(self._save_soon)
+                self._save_soon()
 
     def _fail(self, task: Task, reason: str) -> None:
         task.error = reason
@@ -436,21 +430,24 @@ class Engine:
         self._bus.publish(ProgressUpdated(time.time(), self.snapshot()))
 
     def _save_soon(self) -> None:
-        if not self._closed and self.config.session_path:
-            self._saver = asyncio.ensure_future(self._save_session())
+        """Ask for the queue to be saved; requests made while a save runs share the next one."""
+        self._save_wanted.set()
 
-    async def _save_session(self) -> None:
-        if not self.config.session_path:
-            return
-        # One save at a time: they share a temp file name, and the last one must see the latest state.
-        async with self._save_lock:
-            tasks = [self._tasks[i] for i in self._order]
+    async def _save_loop(self, path: Path) -> None:
+        # One writer, so saves never overlap (they share a temp file), and a burst of commands
+        # (hundreds of URLs added at start) costs a few saves rather than one each.
+        while True:
+            await self._save_wanted.wait()
+            self._save_wanted.clear()
+            closing = self._closed
             entries = [
                 (t.url, t.options, t.state)
-                for t in tasks
+                for t in (self._tasks[i] for i in self._order)
                 if t.state not in (TaskState.COMPLETED, TaskState.CANCELLED)
             ]
-            await asyncio.to_thread(save_session, Path(self.config.session_path), entries)
+            await asyncio.to_thread(save_session, path, entries)
+            if closing:
+                return
 
 
-__all__ = ["MAX_CONNECTIONS", "Engine", "EngineConfig", "MiB", "replace"]
+__all__ = ["MAX_CONNECTIONS", "Engine", "EngineConfig", "validate_options"]
