@@ -17,7 +17,7 @@ import aiohttp
 from yarl import URL
 
 from engine import control
-from engine.backoff import backoff_delay, parse_retry_after
+from engine.backoff import backoff_delay
 from engine.control import ControlData
 from engine.events import (
     Event,
@@ -38,8 +38,8 @@ from engine.http import (
     parse_content_range,
     redact,
     request_headers,
+    response_error,
     ssl_option,
-    status_error,
 )
 from engine.models import MiB, TaskState
 from engine.ranges import RangeSet
@@ -107,11 +107,7 @@ class Context(Protocol):
         """Count bytes that arrived, for engine-wide totals."""
         ...
 
-    def path_taken(self, path: Path) -> bool:
-        """Whether another task already claimed ``path``."""
-        ...
-
-    def claimed_paths(self) -> list[str]:
+    def claimed_paths(self) -> set[Path]:
         """Final paths claimed by unfinished tasks."""
         ...
 
@@ -205,11 +201,12 @@ class Download:
                 candidates = [data]
         else:
             candidates = [data for _, data in await self.ctx.controls_for(directory, task.display_url)]
+        claimed = self.ctx.claimed_paths()
         for data in candidates:
             final = directory / data.name
             if sanitize(data.name) != data.name:
                 continue  # a planted or corrupt control file must not steer us out of the directory
-            if not self.ctx.path_taken(final) and control.part_path(final).exists():
+            if final not in claimed and control.part_path(final).exists():
                 break
         else:
             return
@@ -301,10 +298,9 @@ class Download:
                 self._restart("remote file is shorter than the partial download; downloading again")
                 continue
             if resp.status not in (200, 206) and not _empty_file(resp, start):
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
                 opened.close()
                 attempt += 1
-                await self._retry_wait(status_error(resp.status, resp.reason, retry_after), attempt)
+                await self._retry_wait(response_error(resp), attempt)
                 continue
             try:
                 await self._accept_probe(opened, start, resuming)
@@ -393,7 +389,7 @@ class Download:
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
         name = choose_name(task.options.output, resp.headers.get("Content-Disposition"), str(resp.url))
 
-        claimed = {p for p in map(Path, self.ctx.claimed_paths())}
+        claimed = self.ctx.claimed_paths()
 
         def taken(candidate: str) -> bool:
             final = directory / candidate
@@ -436,14 +432,14 @@ class Download:
             await asyncio.to_thread(_remove_durably, task.control_path)
             self._stale_control = False
         try:
-            self.fd = await _open_in_thread(open_part)
+            self.fd = await _in_thread(open_part, undo=os.close)
         except FileNotFoundError:
             # Deleted while paused: what it held is gone, so start this file over.
             task.done = RangeSet()
             task.plan = []
             self.ctx.publish(TaskRestarted(time.time(), task.id, reason="partial file disappeared"))
             fresh = True
-            self.fd = await _open_in_thread(open_part)
+            self.fd = await _in_thread(open_part, undo=os.close)
 
     async def _close_file(self) -> None:
         if self.fd is not None:
@@ -611,8 +607,7 @@ class Download:
                     raise RemoteChanged("remote file changed during the download")
                 raise DownloadError("server ignored the Range request", kind="protocol")
             if resp.status != 206:
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
-                raise status_error(resp.status, resp.reason, retry_after)
+                raise response_error(resp)
             cr = parse_content_range(resp.headers.get("Content-Range"))
             if cr != (first, last, task.size):
                 raise DownloadError(
@@ -711,8 +706,7 @@ class Download:
                     opened.close()
                     opened = None
                     attempt += 1
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
-                    await self._retry_wait(status_error(resp.status, resp.reason, retry_after), attempt)
+                    await self._retry_wait(response_error(resp), attempt)
                     continue
                 task.size = opened.resp.content_length
                 task.done = RangeSet()
@@ -890,21 +884,22 @@ def _validators_differ(task: Task, got: Validators) -> bool:
     return False
 
 
-async def _in_thread(func: Callable[..., T], *args: Any) -> T:
+async def _in_thread(func: Callable[..., T], *args: Any, undo: Callable[[T], object] | None = None) -> T:
     """``func(*args)`` in a worker thread; if cancelled meanwhile, wait for the thread, then re-raise.
 
     A thread cannot be stopped. Returning at once would let the file descriptor be closed (and its
     number reused for another file) while the thread still writes to it, or let the next run write the
     control file through the same temp file at the same time (seen as FileNotFoundError on a quick
-    cancel and resume).
+    cancel and resume). ``undo`` releases what a thread finished after its caller gave up (an
+    opened file descriptor, say).
     """
     work = asyncio.ensure_future(asyncio.to_thread(func, *args))
     try:
         return await asyncio.shield(work)
     except asyncio.CancelledError:
         await asyncio.wait([work])
-        if not work.cancelled():
-            work.exception()  # retrieved: the cancellation is what the caller sees
+        if not work.cancelled() and work.exception() is None and undo is not None:
+            undo(work.result())
         raise
 
 
@@ -920,18 +915,6 @@ def _pwritev_all(fd: int, chunks: list[bytes], offset: int) -> int:
             written += n
             rest = rest[n:]
     return total
-
-
-async def _open_in_thread(opener: Callable[[], int]) -> int:
-    """Open a file in a thread; if cancelled meanwhile, close what the thread opened."""
-    work = asyncio.ensure_future(asyncio.to_thread(opener))
-    try:
-        return await asyncio.shield(work)
-    except asyncio.CancelledError:
-        await asyncio.wait([work])
-        if not work.cancelled() and work.exception() is None:
-            os.close(work.result())
-        raise
 
 
 def _remove_durably(path: Path) -> None:

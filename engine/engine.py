@@ -208,13 +208,9 @@ class Engine:
             index = self._control_index[key] = await asyncio.to_thread(control.index_controls, directory)
         return index.get(url, [])
 
-    def claimed_paths(self) -> list[str]:
+    def claimed_paths(self) -> set[Path]:
         """Final paths claimed by unfinished tasks."""
-        return [str(t.path) for t in self._tasks.values() if t.path is not None and not t.state.finished]
-
-    def path_taken(self, path: Path) -> bool:
-        """Whether a task not yet finished already claimed ``path``."""
-        return any(t.path == path and not t.state.finished for t in self._tasks.values())
+        return {t.path for t in self._tasks.values() if t.path is not None and not t.state.finished}
 
     # ----- commands --------------------------------------------------------------------------
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+import time
 from dataclasses import dataclass
 from http import HTTPStatus
 
 import aiohttp
 from yarl import URL
 
+from engine.backoff import parse_retry_after
 from engine.models import TaskOptions
 
 USER_AGENT = "fetchtop/0.1"
@@ -112,6 +114,12 @@ def status_error(status: int, reason: str | None, retry_after: float | None = No
     if status >= 500:
         return DownloadError(text, kind="http_5xx", retry_after=retry_after)
     return DownloadError(text, permanent=True, kind=f"http_{status}")
+
+
+def response_error(resp: aiohttp.ClientResponse) -> DownloadError:
+    """The error for a response with an unexpected status, honouring its Retry-After."""
+    retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
+    return status_error(resp.status, resp.reason, retry_after)
 
 
 def classify(exc: BaseException) -> DownloadError:
