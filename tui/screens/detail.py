@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from engine.models import TaskSnapshot, TaskState
 from engine.units import format_bytes, format_duration, format_rate
 from tui.formatting import STATE_STYLES, limit_text, percent, state_label, task_name
 from tui.model import SpeedHistory
+from tui.screens.task_screen import TaskScreen
 from tui.widgets.charts import SpeedChart
 from tui.widgets.segment_map import SegmentMap
 
 if TYPE_CHECKING:
-    from tui.app import FetchtopApp
+    pass
 
 REDRAW_INTERVAL = 0.25
 """Seconds between redraws at most."""
@@ -76,7 +76,7 @@ def errors_text(task: TaskSnapshot) -> Text:
     return text
 
 
-class DetailScreen(Screen[None]):
+class DetailScreen(TaskScreen):
     """Everything about one task. Esc goes back; the task keys work here too."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -95,11 +95,6 @@ class DetailScreen(Screen[None]):
         """The task shown."""
         self._drawn_version = -1
         self._drawn_history = -1
-
-    @property
-    def fetchtop(self) -> FetchtopApp:
-        """The app, typed."""
-        return cast("FetchtopApp", self.app)
 
     def compose(self) -> ComposeResult:
         """Facts and chart side by side, the segment map, the errors, the footer."""
@@ -161,25 +156,6 @@ class DetailScreen(Screen[None]):
             self.notify("The task is gone.", severity="warning")
         return task
 
-    def action_toggle_pause(self) -> None:
-        """Pause or resume this task."""
-        if task := self._need_task():
-            self.fetchtop.toggle_pause(task)
-
-    def action_retry(self) -> None:
-        """Retry this task if it failed."""
-        if task := self._need_task():
-            self.fetchtop.retry(task)
-
-    def action_remove(self) -> None:
-        """Ask, then remove this task."""
-        if task := self._need_task():
-            self.fetchtop.ask_remove(task)
-
     def action_limit(self) -> None:
         """Set this task's limit (or the global one)."""
         self.fetchtop.ask_limit(self.task_snapshot, task_first=True)
-
-    def action_help(self) -> None:
-        """Open the help screen."""
-        self.fetchtop.show_help()

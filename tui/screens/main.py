@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.events import Resize
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input
 
 from engine.models import TaskSnapshot
 from tui.model import SORT_KEYS, order_tasks
+from tui.screens.task_screen import TaskScreen
 from tui.widgets.charts import SpeedChart
 from tui.widgets.event_log import EventLog
 from tui.widgets.summary import Summary
 from tui.widgets.task_table import TaskTable
 
 if TYPE_CHECKING:
-    from tui.app import FetchtopApp
+    pass
 
 TABLE_INTERVAL = 0.25
 """Seconds between table redraws at most (4 a second)."""
@@ -36,7 +36,7 @@ def table_interval(active: int) -> float:
     return min(1.5, max(TABLE_INTERVAL, active * 0.05))
 
 
-class MainScreen(Screen[None]):
+class MainScreen(TaskScreen):
     """Everything at a glance; every action is a key."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -69,11 +69,6 @@ class MainScreen(Screen[None]):
         self._view_key: tuple[str, str] = ("queue", "")
         self._drawn_at = 0.0
         self._summary_key: object = None
-
-    @property
-    def fetchtop(self) -> FetchtopApp:
-        """The app, typed."""
-        return cast("FetchtopApp", self.app)
 
     def compose(self) -> ComposeResult:
         """Summary and chart on top, the table, the (hidden) log, the filter bar and the footer."""
@@ -162,24 +157,9 @@ class MainScreen(Screen[None]):
         """Open the add dialog."""
         self.fetchtop.ask_add()
 
-    def action_toggle_pause(self) -> None:
-        """Pause or resume the selected task."""
-        if task := self._need_task():
-            self.fetchtop.toggle_pause(task)
-
     def action_toggle_all(self) -> None:
         """Pause all or resume all."""
         self.fetchtop.toggle_all()
-
-    def action_retry(self) -> None:
-        """Retry the selected failed task."""
-        if task := self._need_task():
-            self.fetchtop.retry(task)
-
-    def action_remove(self) -> None:
-        """Ask, then remove the selected task."""
-        if task := self._need_task():
-            self.fetchtop.ask_remove(task)
 
     def action_limit(self) -> None:
         """Set the global limit or the selected task's."""
@@ -227,7 +207,3 @@ class MainScreen(Screen[None]):
         log.display = not log.display
         if log.display:
             log.catch_up(self.fetchtop.model)
-
-    def action_help(self) -> None:
-        """Open the help screen."""
-        self.fetchtop.show_help()

@@ -1,0 +1,44 @@
+"""What the main and detail screens share: the app typed, and the keys that act on one task."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from textual.screen import Screen
+
+from engine.models import TaskSnapshot
+
+if TYPE_CHECKING:
+    from tui.app import FetchtopApp
+
+
+class TaskScreen(Screen[None]):
+    """A screen with a current task: the selected row, or the one shown."""
+
+    @property
+    def fetchtop(self) -> FetchtopApp:
+        """The app, typed."""
+        return cast("FetchtopApp", self.app)
+
+    def _need_task(self) -> TaskSnapshot | None:
+        """The current task, or None after telling the user why nothing happens."""
+        raise NotImplementedError
+
+    def action_toggle_pause(self) -> None:
+        """Pause or resume the current task."""
+        if task := self._need_task():
+            self.fetchtop.toggle_pause(task)
+
+    def action_retry(self) -> None:
+        """Retry the current task if it failed."""
+        if task := self._need_task():
+            self.fetchtop.retry(task)
+
+    def action_remove(self) -> None:
+        """Ask, then remove the current task."""
+        if task := self._need_task():
+            self.fetchtop.ask_remove(task)
+
+    def action_help(self) -> None:
+        """Open the help screen."""
+        self.fetchtop.show_help()
