@@ -6,6 +6,7 @@ import asyncio
 import re
 import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -172,11 +173,6 @@ class Validators:
         return self.last_modified
 
     @classmethod
-    def of(cls, headers: aiohttp.typedefs.LooseHeaders | None) -> Validators:
+    def of(cls, headers: Mapping[str, str]) -> Validators:
         """Validators from response headers."""
-        if headers is None:
-            return cls(None, None)
-        get = getattr(headers, "get", None)
-        if get is None:
-            return cls(None, None)
-        return cls(get("ETag"), get("Last-Modified"))
+        return cls(headers.get("ETag"), headers.get("Last-Modified"))
