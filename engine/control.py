@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from engine.atomicfile import write_atomic
 
 CONTROL_SUFFIX = ".part.json"
 PART_SUFFIX = ".part"
@@ -86,29 +87,10 @@ def write_control(path: Path, data: ControlData, durable: bool = True) -> None:
 
     A control file claiming no bytes is safe even if a power cut loses it, so the first one
     of a download skips the fsyncs that would otherwise dominate the cost of small files.
+    Mode 0600: it holds the URL as given, signed-URL tokens included.
     """
-    tmp = path.with_name(path.name + ".tmp")
     payload = json.dumps(data.to_json(), separators=(",", ":")).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, payload)
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    if durable:
-        fsync_dir(path.parent)
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable, where the platform allows it."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    write_atomic(path, payload, durable=durable)
 
 
 def read_control(path: Path) -> ControlData | None:

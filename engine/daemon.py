@@ -45,10 +45,10 @@ from typing import Any, NoReturn
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.typedefs import Middleware
 
+from engine.atomicfile import write_atomic
 from engine.bus import Subscription
 from engine.client import EngineError
 from engine.codec import event_to_json, from_plain, to_plain
-from engine.control import fsync_dir
 from engine.engine import Engine, EngineConfig
 from engine.events import (
     Event,
@@ -406,24 +406,13 @@ class History:
             with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
                 self.tasks.append(from_plain(TaskSnapshot, item))
 
-    def _write(self, payload: bytes) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, payload)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        fsync_dir(self.path.parent)
-
     async def record(self, task: TaskSnapshot) -> None:
         """Remember a finished task (without its segment map) and save."""
         self.tasks.append(dataclasses.replace(task, segments=(), speed=0.0, eta=None, connections=0))
         del self.tasks[: -self.limit]
         async with self._lock:
             payload = json.dumps({"version": 1, "tasks": [to_plain(t) for t in self.tasks]}).encode()
-            await asyncio.to_thread(self._write, payload)
+            await asyncio.to_thread(write_atomic, self.path, payload)
 
 
 # ----- the server -------------------------------------------------------------------------------
@@ -520,14 +509,8 @@ class Daemon:
             else _host_port(self.config.metrics_addr, self.metrics.port),
             "started": self._started,
         }
-        path = os.path.join(self.config.state_dir, INFO_NAME)
-        tmp = path + ".tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, json.dumps(info).encode())
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        path = Path(self.config.state_dir, INFO_NAME)
+        write_atomic(path, json.dumps(info).encode(), durable=False)
 
     # -- listeners ---------------------------------------------------------------------------------
 

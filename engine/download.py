@@ -17,6 +17,7 @@ import aiohttp
 from yarl import URL
 
 from engine import control
+from engine.atomicfile import fsync_dir
 from engine.backoff import backoff_delay
 from engine.control import ControlData
 from engine.events import (
@@ -851,7 +852,7 @@ class Download:
                 os.unlink(part)
             # The control file goes last: until the rename, it is what resumes the download.
             control.remove_quietly(*(p for p in (ctrl, control.control_path(final)) if p is not None))
-            control.fsync_dir(directory)
+            fsync_dir(directory)
             return final
         raise DownloadError(f"no free file name for {name!r}", permanent=True, kind="name")
 
@@ -919,7 +920,7 @@ def _pwritev_all(fd: int, chunks: list[bytes], offset: int) -> int:
 
 def _remove_durably(path: Path) -> None:
     control.remove_quietly(path)
-    control.fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _truncate_and_sync(fd: int, size: int) -> None:

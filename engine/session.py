@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.atomicfile import write_atomic
 from engine.codec import from_plain, to_plain
-from engine.control import fsync_dir
 from engine.models import TaskOptions, TaskState
 
 VERSION = 1
@@ -37,15 +36,7 @@ def save_session(path: Path, tasks: Iterable[tuple[str, TaskOptions, TaskState]]
         ],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, json.dumps(data, indent=1).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    write_atomic(path, json.dumps(data, indent=1).encode())
 
 
 def load_session(path: Path) -> list[SessionEntry]:
