@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest screenshots bench clean
+.PHONY: demo test deps lint typecheck pytest screenshots bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,24 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck pytest
+# Debian packages the real-server tests need, as "command:package". Installed when missing and run as
+# root (CI and a fresh machine); otherwise the command to run is printed.
+SYSTEM_DEPS := nginx:nginx-light prometheus:prometheus promtool:prometheus openssl:openssl
+
+deps:
+	@missing=""; for dep in $(SYSTEM_DEPS); do \
+	  command -v $${dep%%:*} >/dev/null 2>&1 || case " $$missing " in *" $${dep#*:} "*) ;; *) missing="$$missing $${dep#*:}";; esac; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "make test needs$$missing: run it as root, or sudo apt-get install$$missing" >&2; exit 1; \
+	  fi; \
+	fi
+
+test: deps lint typecheck pytest
 
 screenshots: $(STAMP)
 	$(BIN)/python -m tui.screenshots screenshots
