@@ -32,6 +32,7 @@ from engine.events import (
 from engine.filenames import choose_name, sanitize, unique_name
 from engine.http import (
     DownloadError,
+    ErrorKind,
     RemoteChanged,
     Validators,
     check_url,
@@ -328,7 +329,7 @@ class Download:
                 raise DownloadError(
                     f"invalid Content-Range {resp.headers.get('Content-Range')!r} for bytes={start}-",
                     permanent=True,
-                    kind="protocol",
+                    kind=ErrorKind.PROTOCOL,
                 )
             total = cr[2]
             if resuming and total != task.size:
@@ -374,7 +375,7 @@ class Download:
             raise DownloadError(
                 f"{reason}; the remote file keeps changing (try --no-if-range for signed URLs)",
                 permanent=True,
-                kind="changed",
+                kind=ErrorKind.CHANGED,
             )
         self._stale_control = True
         task.done = RangeSet()
@@ -408,7 +409,7 @@ class Download:
         task.path = directory / task.name
         # Guards against a name that sanitising missed: the file must stay in the directory.
         if task.path.parent != directory or task.path.name != task.name:
-            raise DownloadError(f"unsafe file name {task.name!r}", permanent=True, kind="name")
+            raise DownloadError(f"unsafe file name {task.name!r}", permanent=True, kind=ErrorKind.NAME)
 
     async def _open_file(self, fresh: bool) -> None:
         task = self.task
@@ -555,7 +556,7 @@ class Download:
                     conn.meter.start()
                 await self._stream(conn, seg, opened.resp)
                 if seg.pos < min(seg.end, seg.committed) and not conn.restart_requested:
-                    raise DownloadError("body ended early (truncated transfer)", kind="truncated")
+                    raise DownloadError("body ended early (truncated transfer)", kind=ErrorKind.TRUNCATED)
             except (asyncio.CancelledError, TooManyConnections, RemoteChanged):
                 raise
             except Exception as exc:  # classified below; permanent ones end the task
@@ -606,14 +607,14 @@ class Download:
             if resp.status == 200:
                 if task.options.check_validators and _validators_differ(task, Validators.of(resp.headers)):
                     raise RemoteChanged("remote file changed during the download")
-                raise DownloadError("server ignored the Range request", kind="protocol")
+                raise DownloadError("server ignored the Range request", kind=ErrorKind.PROTOCOL)
             if resp.status != 206:
                 raise response_error(resp)
             cr = parse_content_range(resp.headers.get("Content-Range"))
             if cr != (first, last, task.size):
                 raise DownloadError(
                     f"wrong Content-Range {resp.headers.get('Content-Range')!r} for bytes={first}-{last}",
-                    kind="protocol",
+                    kind=ErrorKind.PROTOCOL,
                 )
             if task.options.check_validators and _validators_differ(task, Validators.of(resp.headers)):
                 raise RemoteChanged("remote file changed during the download")
@@ -721,7 +722,7 @@ class Download:
             try:
                 await self._stream(conn, seg, opened.resp)
                 if declared is not None and seg.pos < declared:
-                    raise DownloadError("body ended early (truncated transfer)", kind="truncated")
+                    raise DownloadError("body ended early (truncated transfer)", kind=ErrorKind.TRUNCATED)
                 task.size = seg.pos
                 seg.end = seg.pos
                 return
@@ -811,7 +812,7 @@ class Download:
                 raise DownloadError(
                     f"checksum mismatch: expected {algo}={expected.strip().lower()}, got {actual}",
                     permanent=True,
-                    kind="checksum",
+                    kind=ErrorKind.CHECKSUM,
                 )
         await self._close_file()
         placing = asyncio.ensure_future(asyncio.to_thread(self._place_final))
@@ -854,7 +855,7 @@ class Download:
             control.remove_quietly(*(p for p in (ctrl, control.control_path(final)) if p is not None))
             fsync_dir(directory)
             return final
-        raise DownloadError(f"no free file name for {name!r}", permanent=True, kind="name")
+        raise DownloadError(f"no free file name for {name!r}", permanent=True, kind=ErrorKind.NAME)
 
 
 def _empty_file(resp: aiohttp.ClientResponse, start: int) -> bool:

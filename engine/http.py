@@ -8,6 +8,7 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from http import HTTPStatus
 
 import aiohttp
@@ -22,6 +23,50 @@ _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECA
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
 
 
+class ErrorKind(StrEnum):
+    """Short machine-readable cause of a failed attempt: the ``kind`` of retry events and metrics.
+
+    A StrEnum, so events and JSON carry the plain strings they always did.
+    """
+
+    TIMEOUT = "timeout"
+    """No connection or no data within the timeout."""
+    CONNECTION = "connection"
+    """The connection could not be made or broke."""
+    TRUNCATED = "truncated"
+    """The body ended before its declared end."""
+    HTTP_408 = "http_408"
+    """The server timed the request out."""
+    HTTP_429 = "http_429"
+    """The server asked us to slow down."""
+    HTTP_5XX = "http_5xx"
+    """A server error."""
+    HTTP_4XX = "http_4xx"
+    """A client error other than 408 and 429: retrying will not change it."""
+    HTTP_STATUS = "http_status"
+    """Any other status the download cannot use (a redirect left unfollowed, 204, ...)."""
+    PROTOCOL = "protocol"
+    """The server broke the range protocol (ignored Range, wrong Content-Range)."""
+    CHANGED = "changed"
+    """The remote file kept changing under the download."""
+    URL = "url"
+    """The URL is malformed or of an unsupported scheme."""
+    DNS = "dns"
+    """The host name does not resolve."""
+    REDIRECT = "redirect"
+    """Too many redirects."""
+    TLS = "tls"
+    """The server's certificate is not trusted."""
+    IO = "io"
+    """A local file system error."""
+    NAME = "name"
+    """No safe or free file name for the download."""
+    CHECKSUM = "checksum"
+    """The finished file does not match the expected checksum."""
+    ERROR = "error"
+    """Anything not classified more precisely."""
+
+
 class DownloadError(Exception):
     """A failed attempt; ``permanent`` ones end the task, others are retried."""
 
@@ -30,7 +75,7 @@ class DownloadError(Exception):
         reason: str,
         *,
         permanent: bool = False,
-        kind: str = "error",
+        kind: ErrorKind = ErrorKind.ERROR,
         retry_after: float | None = None,
     ) -> None:
         super().__init__(reason)
@@ -39,7 +84,7 @@ class DownloadError(Exception):
         self.permanent = permanent
         """True when retrying cannot help."""
         self.kind = kind
-        """Short cause for metrics: timeout, connection, http_5xx, http_429, ..."""
+        """Short cause, for retry events and metrics."""
         self.retry_after = retry_after
         """Seconds the server asked us to wait, if it did."""
 
@@ -65,12 +110,12 @@ def check_url(url: str) -> URL:
     try:
         u = URL(url)
     except (ValueError, TypeError) as exc:
-        raise DownloadError(f"malformed URL: {exc}", permanent=True, kind="url") from None
+        raise DownloadError(f"malformed URL: {exc}", permanent=True, kind=ErrorKind.URL) from None
     if u.scheme.lower() not in SUPPORTED_SCHEMES:
         scheme = u.scheme or "(none)"
-        raise DownloadError(f"unsupported URL scheme {scheme!r}", permanent=True, kind="url")
+        raise DownloadError(f"unsupported URL scheme {scheme!r}", permanent=True, kind=ErrorKind.URL)
     if not u.host:
-        raise DownloadError("malformed URL: no host", permanent=True, kind="url")
+        raise DownloadError("malformed URL: no host", permanent=True, kind=ErrorKind.URL)
     return u
 
 
@@ -109,12 +154,13 @@ def status_error(status: int, reason: str | None, retry_after: float | None = No
         phrase = reason or ""
     text = f"HTTP {status} {phrase}".strip()
     if status == 429:
-        return DownloadError(text, kind="http_429", retry_after=retry_after)
+        return DownloadError(text, kind=ErrorKind.HTTP_429, retry_after=retry_after)
     if status == 408:
-        return DownloadError(text, kind="http_408", retry_after=retry_after)
+        return DownloadError(text, kind=ErrorKind.HTTP_408, retry_after=retry_after)
     if status >= 500:
-        return DownloadError(text, kind="http_5xx", retry_after=retry_after)
-    return DownloadError(text, permanent=True, kind=f"http_{status}")
+        return DownloadError(text, kind=ErrorKind.HTTP_5XX, retry_after=retry_after)
+    kind = ErrorKind.HTTP_4XX if 400 <= status < 500 else ErrorKind.HTTP_STATUS
+    return DownloadError(text, permanent=True, kind=kind)
 
 
 def response_error(resp: aiohttp.ClientResponse) -> DownloadError:
@@ -128,33 +174,33 @@ def classify(exc: BaseException) -> DownloadError:
     if isinstance(exc, DownloadError):
         return exc
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return DownloadError(f"unknown host: {exc.host}", permanent=True, kind="dns")
+        return DownloadError(f"unknown host: {exc.host}", permanent=True, kind=ErrorKind.DNS)
     if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
-        return DownloadError(f"malformed URL: {redact(str(exc.args[0]))}", permanent=True, kind="url")
+        return DownloadError(f"malformed URL: {redact(str(exc.args[0]))}", permanent=True, kind=ErrorKind.URL)
     if isinstance(exc, aiohttp.TooManyRedirects):
-        return DownloadError("too many redirects", permanent=True, kind="redirect")
+        return DownloadError("too many redirects", permanent=True, kind=ErrorKind.REDIRECT)
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return DownloadError(
-            f"TLS certificate not trusted: {exc.certificate_error}", permanent=True, kind="tls"
+            f"TLS certificate not trusted: {exc.certificate_error}", permanent=True, kind=ErrorKind.TLS
         )
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return DownloadError("connect timed out", kind="timeout")
+        return DownloadError("connect timed out", kind=ErrorKind.TIMEOUT)
     if isinstance(exc, aiohttp.SocketTimeoutError | asyncio.TimeoutError | TimeoutError):
-        return DownloadError("stalled: no data within the timeout", kind="timeout")
+        return DownloadError("stalled: no data within the timeout", kind=ErrorKind.TIMEOUT)
     if isinstance(exc, aiohttp.ClientPayloadError):
-        return DownloadError("body ended early (truncated transfer)", kind="truncated")
+        return DownloadError("body ended early (truncated transfer)", kind=ErrorKind.TRUNCATED)
     if isinstance(exc, aiohttp.ClientConnectorError):
         return DownloadError(
-            f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror}", kind="connection"
+            f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror}", kind=ErrorKind.CONNECTION
         )
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return DownloadError("server closed the connection", kind="connection")
+        return DownloadError("server closed the connection", kind=ErrorKind.CONNECTION)
     if isinstance(exc, aiohttp.ClientError | ConnectionError):
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return DownloadError(f"connection error: {text}", kind="connection")
+        return DownloadError(f"connection error: {text}", kind=ErrorKind.CONNECTION)
     if isinstance(exc, OSError):
-        return DownloadError(f"I/O error: {exc.strerror or exc}", permanent=True, kind="io")
-    return DownloadError(f"{type(exc).__name__}: {exc}", kind="error")
+        return DownloadError(f"I/O error: {exc.strerror or exc}", permanent=True, kind=ErrorKind.IO)
+    return DownloadError(f"{type(exc).__name__}: {exc}", kind=ErrorKind.ERROR)
 
 
 @dataclass(frozen=True)

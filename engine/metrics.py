@@ -56,6 +56,7 @@ from engine.events import (
     TaskRetrying,
     TaskStarted,
 )
+from engine.http import ErrorKind
 from engine.models import EngineSnapshot, TaskSnapshot, TaskState
 
 PREFIX = "fetchtop_"
@@ -64,8 +65,13 @@ PREFIX = "fetchtop_"
 RESULTS = ("completed", "failed", "cancelled")
 """Values of the ``result`` label of the finished-downloads counter."""
 
-KNOWN_RETRY_REASONS = ("timeout", "connection", "http_5xx", "http_429")
+KNOWN_RETRY_REASONS: tuple[str, ...] = tuple(
+    k.value for k in (ErrorKind.TIMEOUT, ErrorKind.CONNECTION, ErrorKind.HTTP_5XX, ErrorKind.HTTP_429)
+)
 """Retry reasons exported as 0 from the start, so ``rate()`` works before the first retry."""
+
+OTHER_REASON = "other"
+"""The ``reason`` label of retries without a kind, or past :data:`MAX_RETRY_REASONS`."""
 
 MAX_RETRY_REASONS = 32
 """Distinct ``reason`` label values kept; any further ones are counted as ``other``."""
@@ -133,9 +139,10 @@ class EngineMetrics:
         elif isinstance(event, TaskRemoved):
             self._ended.add(event.task_id)
         elif isinstance(event, TaskRetrying):
-            reason = event.kind or "other"
+            # A plain str, whether the event came from this process or was decoded from JSON.
+            reason = str(event.kind) or OTHER_REASON
             if reason not in self.retries and len(self.retries) >= MAX_RETRY_REASONS:
-                reason = "other"
+                reason = OTHER_REASON
             self.retries[reason] = self.retries.get(reason, 0) + 1
         elif isinstance(event, TaskAdded | TaskStarted | TaskResumed):
             self._ended.discard(event.task_id)
