@@ -18,7 +18,6 @@ from yarl import URL
 
 from engine import control
 from engine.atomicfile import fsync_dir
-from engine.backoff import backoff_delay
 from engine.control import ControlData
 from engine.events import (
     Event,
@@ -46,6 +45,7 @@ from engine.http import (
 from engine.models import MiB, TaskState
 from engine.ranges import RangeSet
 from engine.ratemeter import RateMeter
+from engine.retry import Retry
 from engine.segments import Segment, initial_plan, split_largest, split_slowest
 from engine.task import Connection, Task
 from engine.tokenbucket import TokenBucket
@@ -250,20 +250,20 @@ class Download:
     def _read_bufsize(self) -> int:
         return max(256 * 1024, min(2 * MiB, BUFFER_BUDGET // 2 // max(1, self.task.max_connections)))
 
-    async def _retry_wait(self, err: DownloadError, attempt: int) -> None:
-        """Sleep before retry ``attempt``, or raise when retrying cannot or may not go on."""
+    def _retry(self) -> Retry:
+        """A fresh retry budget for one attempt loop."""
+        return Retry(self.task.options.retries, self.ctx.backoff_base, self.ctx.backoff_cap)
+
+    async def _retry_wait(self, retry: Retry, err: DownloadError) -> None:
+        """Sleep before the next attempt, or raise when retrying cannot or may not go on."""
         task = self.task
-        if err.permanent:
-            raise err
-        if attempt > task.options.retries:
-            raise DownloadError(f"{err.reason} (gave up after {task.options.retries} retries)", kind=err.kind)
-        delay = err.retry_after
-        if delay is None:
-            delay = backoff_delay(attempt, self.ctx.backoff_base, self.ctx.backoff_cap)
+        delay = retry.increment(err)
         task.retries += 1
         task.last_errors.append(err.reason)
         self.ctx.publish(
-            TaskRetrying(time.time(), task.id, reason=err.reason, kind=err.kind, delay=delay, attempt=attempt)
+            TaskRetrying(
+                time.time(), task.id, reason=err.reason, kind=err.kind, delay=delay, attempt=retry.attempt
+            )
         )
         await asyncio.sleep(delay)
 
@@ -276,7 +276,7 @@ class Download:
         """The first request: learn size, name and range support; the response keeps streaming."""
         task = self.task
         task.set_state(TaskState.PROBING)
-        attempt = 0
+        retry = self._retry()
         while True:
             resuming = bool(task.resumable and task.size is not None and task.done.covered)
             gaps = task.done.gaps(task.size) if resuming and task.size else []
@@ -291,8 +291,7 @@ class Download:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # every client failure is classified, none escapes raw
-                attempt += 1
-                await self._retry_wait(classify(exc), attempt)
+                await self._retry_wait(retry, classify(exc))
                 continue
             resp = opened.resp
             if resp.status == 416 and resuming:
@@ -301,8 +300,7 @@ class Download:
                 continue
             if resp.status not in (200, 206) and not _empty_file(resp, start):
                 opened.close()
-                attempt += 1
-                await self._retry_wait(response_error(resp), attempt)
+                await self._retry_wait(retry, response_error(resp))
                 continue
             try:
                 await self._accept_probe(opened, start, resuming)
@@ -543,7 +541,7 @@ class Download:
                 opened.close()
 
     async def _fetch_segment(self, conn: Connection, seg: Segment, opened: _Response | None) -> None:
-        attempt = 0
+        retry = self._retry()
         while seg.pos < seg.end:
             before = seg.pos
             try:
@@ -568,9 +566,8 @@ class Download:
                     continue
                 # Judged by position: a reset mid-body raises out of _stream after bytes arrived.
                 if seg.pos > before:
-                    attempt = 0
-                attempt += 1
-                await self._retry_wait(classify(exc), attempt)
+                    retry.progressed()
+                await self._retry_wait(retry, classify(exc))
             finally:
                 if opened is not None:
                     opened.close()
@@ -692,7 +689,7 @@ class Download:
         """A server without ranges: one stream from byte 0; a failure starts it over."""
         task = self.task
         opened: _Response | None = first
-        attempt = 0
+        retry = self._retry()
         while True:
             if opened is None:
                 try:
@@ -700,15 +697,13 @@ class Download:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # classified; permanent ones end the task
-                    attempt += 1
-                    await self._retry_wait(classify(exc), attempt)
+                    await self._retry_wait(retry, classify(exc))
                     continue
                 if opened.resp.status != 200:
                     resp = opened.resp
                     opened.close()
                     opened = None
-                    attempt += 1
-                    await self._retry_wait(response_error(resp), attempt)
+                    await self._retry_wait(retry, response_error(resp))
                     continue
                 task.size = opened.resp.content_length
                 task.done = RangeSet()
@@ -733,11 +728,10 @@ class Download:
                 opened.close()
                 opened = None
                 if seg.pos > seg.start:
-                    attempt = 0
-                attempt += 1
+                    retry.progressed()
                 task.done = RangeSet()
                 task.plan = []
-                await self._retry_wait(classify(exc), attempt)
+                await self._retry_wait(retry, classify(exc))
             finally:
                 task.connections = {}
                 if opened is not None:

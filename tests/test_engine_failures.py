@@ -230,7 +230,7 @@ async def test_retry_budget_exhausted_mid_download_keeps_progress(
 ) -> None:
     # Full jitter can make the first retry almost immediate, racing the server change below:
     # a fixed delay gives the test time to switch the server to 503 before the retry goes out.
-    monkeypatch.setattr("engine.download.backoff_delay", lambda attempt, base, cap: 0.3)
+    monkeypatch.setattr("engine.retry.backoff_delay", lambda attempt, base, cap, rand=None: 0.3)
     size = 1 * MiB
     url = fault_server.add_file("dies.bin", size, rate=2 * MiB, truncate_after=256 * KiB)
     async with Engine(fast_config()) as engine, EventLog(engine) as log:
