@@ -171,7 +171,7 @@ class Engine:
             await self._session.close()
         self._bus.close()
 
-    # ----- what downloads need (engine.download.Context) -----------------------------------
+    # ----- what downloads need (engine.transfer.Context) -----------------------------------
 
     @property
     def session(self) -> aiohttp.ClientSession:
