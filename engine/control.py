@@ -3,6 +3,10 @@
 The data is fsynced before a control file claiming it is written, and the control file is
 replaced atomically (temp file, fsync, rename, directory fsync), so after ``kill -9`` the
 control file never claims a byte that is not on disk.
+
+Reading is async (aiofiles: the directory scan of a restart reads many small files, off the event
+loop); writing and removing block, since they run in the download's worker thread right after the
+data they describe is synced, in that order.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import aiofiles
+import aiofiles.os
 
 from engine.atomicfile import write_atomic
 
@@ -93,23 +100,26 @@ def write_control(path: Path, data: ControlData, durable: bool = True) -> None:
     write_atomic(path, payload, durable=durable)
 
 
-def read_control(path: Path) -> ControlData | None:
+async def read_control(path: Path) -> ControlData | None:
     """The control file's contents, or None if it is missing or unreadable."""
     try:
-        return ControlData.from_json(json.loads(path.read_bytes()))
+        async with aiofiles.open(path, "rb") as f:
+            return ControlData.from_json(json.loads(await f.read()))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def index_controls(directory: Path) -> dict[str, list[tuple[Path, ControlData]]]:
-    """Every readable control file in ``directory`` by URL, in name order (blocking)."""
+async def index_controls(directory: Path) -> dict[str, list[tuple[Path, ControlData]]]:
+    """Every readable control file in ``directory`` by URL, in name order."""
     index: dict[str, list[tuple[Path, ControlData]]] = {}
     try:
-        candidates = sorted(directory.glob("*" + CONTROL_SUFFIX))
+        names = await aiofiles.os.listdir(directory)
     except OSError:
         return index
+    # Hidden names are skipped, as a shell glob would: a temporary file is never a control file.
+    candidates = sorted(directory / n for n in names if n.endswith(CONTROL_SUFFIX) and not n.startswith("."))
     for path in candidates:
-        data = read_control(path)
+        data = await read_control(path)
         if data is not None:
             index.setdefault(data.url, []).append((path, data))
     return index

@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+import aiofiles.os
 import aiohttp
 
 from engine import control, partfile
@@ -85,7 +86,7 @@ class Download(Transfer):
         candidates: list[ControlData] = []
         if task.options.output:
             name = choose_name(task.options.output, None, task.url)
-            data = await asyncio.to_thread(control.read_control, control.control_path(directory / name))
+            data = await control.read_control(control.control_path(directory / name))
             if data is not None and data.url == task.display_url:
                 candidates = [data]
         else:
@@ -95,7 +96,7 @@ class Download(Transfer):
             final = directory / data.name
             if sanitize(data.name) != data.name:
                 continue  # a planted or corrupt control file must not steer us out of the directory
-            if final not in claimed and control.part_path(final).exists():
+            if final not in claimed and await aiofiles.os.path.exists(control.part_path(final)):
                 break
         else:
             return

@@ -137,7 +137,7 @@ class Engine:
         )
         self._meter.start()
         if self.config.session_path:
-            for entry in await asyncio.to_thread(load_session, Path(self.config.session_path)):
+            for entry in await load_session(Path(self.config.session_path)):
                 task = self._new_task(entry.url, entry.options)
                 if entry.paused:
                     task.set_state(TaskState.PAUSED)
@@ -205,7 +205,7 @@ class Engine:
         key = str(directory)
         index = self._control_index.get(key)
         if index is None:
-            index = self._control_index[key] = await asyncio.to_thread(control.index_controls, directory)
+            index = self._control_index[key] = await control.index_controls(directory)
         return index.get(url, [])
 
     def claimed_paths(self) -> set[Path]:
@@ -441,7 +441,7 @@ class Engine:
                 for t in (self._tasks[i] for i in self._order)
                 if t.state not in (TaskState.COMPLETED, TaskState.CANCELLED)
             ]
-            await asyncio.to_thread(save_session, path, entries)
+            await save_session(path, entries)
             if closing:
                 return
 

@@ -7,7 +7,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.atomicfile import write_atomic
+import aiofiles
+import aiofiles.os
+
+from engine.atomicfile import write_atomic_async
 from engine.codec import from_plain, to_plain
 from engine.models import TaskOptions, TaskState
 
@@ -26,8 +29,8 @@ class SessionEntry:
     """Whether it comes back paused rather than queued."""
 
 
-def save_session(path: Path, tasks: Iterable[tuple[str, TaskOptions, TaskState]]) -> None:
-    """Write the queue atomically, readable by the user alone (blocking)."""
+async def save_session(path: Path, tasks: Iterable[tuple[str, TaskOptions, TaskState]]) -> None:
+    """Write the queue atomically, readable by the user alone."""
     data = {
         "version": VERSION,
         "tasks": [
@@ -35,14 +38,15 @@ def save_session(path: Path, tasks: Iterable[tuple[str, TaskOptions, TaskState]]
             for url, opts, state in tasks
         ],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(data, indent=1).encode())
+    await aiofiles.os.makedirs(path.parent, exist_ok=True)
+    await write_atomic_async(path, json.dumps(data, indent=1).encode())
 
 
-def load_session(path: Path) -> list[SessionEntry]:
+async def load_session(path: Path) -> list[SessionEntry]:
     """The saved queue; empty if the file is missing or unreadable."""
     try:
-        data = json.loads(path.read_bytes())
+        async with aiofiles.open(path, "rb") as f:
+            data = json.loads(await f.read())
     except (OSError, ValueError):
         return []
     if not isinstance(data, dict) or data.get("version") != VERSION:

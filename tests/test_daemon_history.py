@@ -27,7 +27,7 @@ async def test_history_survives_a_huge_restored_queue(
         (f"http://127.0.0.1:9/parked-{i}.bin", TaskOptions(directory=str(downloads)), TaskState.PAUSED)
         for i in range(20)
     ]
-    save_session(state / "session.json", parked)
+    await save_session(state / "session.json", parked)
     config = DaemonConfig(
         state_dir=str(state),
         socket_path=str(state / "daemon.sock"),
