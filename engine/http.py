@@ -169,6 +169,11 @@ def response_error(resp: aiohttp.ClientResponse) -> DownloadError:
     return status_error(resp.status, resp.reason, retry_after)
 
 
+def truncated() -> DownloadError:
+    """The error for a body that ended before its declared end: transient, the rest is asked for again."""
+    return DownloadError("body ended early (truncated transfer)", kind=ErrorKind.TRUNCATED)
+
+
 def classify(exc: BaseException) -> DownloadError:
     """Turn a client exception into a DownloadError with a one-line reason."""
     if isinstance(exc, DownloadError):
@@ -188,7 +193,7 @@ def classify(exc: BaseException) -> DownloadError:
     if isinstance(exc, aiohttp.SocketTimeoutError | asyncio.TimeoutError | TimeoutError):
         return DownloadError("stalled: no data within the timeout", kind=ErrorKind.TIMEOUT)
     if isinstance(exc, aiohttp.ClientPayloadError):
-        return DownloadError("body ended early (truncated transfer)", kind=ErrorKind.TRUNCATED)
+        return truncated()
     if isinstance(exc, aiohttp.ClientConnectorError):
         return DownloadError(
             f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror}", kind=ErrorKind.CONNECTION

@@ -15,6 +15,7 @@ from engine.http import (
     classify,
     parse_content_range,
     response_error,
+    truncated,
 )
 from engine.models import MiB
 from engine.ratemeter import RateMeter
@@ -158,7 +159,7 @@ class SegmentedFetch:
                     conn.meter.start()
                 await self.t.stream(conn, seg, opened.resp)
                 if seg.pos < min(seg.end, seg.committed) and not conn.restart_requested:
-                    raise DownloadError("body ended early (truncated transfer)", kind=ErrorKind.TRUNCATED)
+                    raise truncated()
             except (asyncio.CancelledError, TooManyConnections, RemoteChanged):
                 raise
             except Exception as exc:  # classified below; permanent ones end the task

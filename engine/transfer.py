@@ -47,9 +47,13 @@ class Context(Protocol):
         ...
 
     global_bucket: TokenBucket
+    """The engine-wide speed limit, shared by every task."""
     backoff_base: float
+    """Ceiling of the first retry backoff, in seconds."""
     backoff_cap: float
+    """Largest retry backoff ceiling, in seconds."""
     checkpoint_interval: float
+    """Seconds between control-file updates while data flows."""
 
     def host_slot(self, host: str) -> asyncio.Semaphore:
         """The semaphore capping connections to ``host`` across tasks."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from engine.http import DownloadError, ErrorKind, classify, response_error
+from engine.http import classify, response_error, truncated
 from engine.ranges import RangeSet
 from engine.segments import Segment
 from engine.task import Connection
@@ -44,7 +44,7 @@ async def fetch_whole(t: Transfer, first: Response) -> None:
         try:
             await t.stream(conn, seg, opened.resp)
             if declared is not None and seg.pos < declared:
-                raise DownloadError("body ended early (truncated transfer)", kind=ErrorKind.TRUNCATED)
+                raise truncated()
             task.size = seg.pos
             seg.end = seg.pos
             return
