@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import aiohttp
 from engine import control, partfile
 from engine.control import ControlData
 from engine.events import TaskCompleted, TaskProbed, TaskRestarted, TaskVerifying
-from engine.filenames import choose_name, sanitize, unique_name
+from engine.filenames import choose_name, sanitize
 from engine.http import DownloadError, ErrorKind, RemoteChanged, check_url
 from engine.models import TaskState
 from engine.partfile import PartFile
@@ -139,18 +138,8 @@ class Download(Transfer):
     async def _choose_path(self, resp: aiohttp.ClientResponse) -> None:
         task = self.task
         directory = Path(task.options.directory)
-        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
         name = choose_name(task.options.output, resp.headers.get("Content-Disposition"), str(resp.url))
-
-        claimed = self.ctx.claimed_paths()
-
-        def taken(candidate: str) -> bool:
-            final = directory / candidate
-            if final in claimed or os.path.lexists(final) or os.path.lexists(control.control_path(final)):
-                return True
-            return not partfile.claim(final)
-
-        task.name = await asyncio.to_thread(unique_name, name, taken)
+        task.name = await asyncio.to_thread(partfile.claim_name, directory, name, self.ctx.claimed_paths())
         task.path = directory / task.name
         # Guards against a name that sanitising missed: the file must stay in the directory.
         if task.path.parent != directory or task.path.name != task.name:

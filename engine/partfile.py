@@ -25,17 +25,26 @@ PLACE_TRIES = 100
 """Free names tried for the final file before giving up (each try loses a race to another writer)."""
 
 
-def claim(final: Path) -> bool:
-    """Create the part file of ``final`` exclusively; False if one exists already.
+def claim_name(directory: Path, name: str, claimed: set[Path]) -> str:
+    """The first free variant of ``name`` in ``directory`` (created if missing), its part file created.
 
-    Creating it with ``O_EXCL`` claims the name atomically, against other tasks of this engine and
-    against other fetchtop processes alike.
+    A name is free when neither it nor its control file exists and no path in ``claimed`` (the
+    engine's unfinished tasks) is it. Creating the part file with ``O_EXCL`` claims the name
+    atomically, against other tasks of this engine and against other fetchtop processes alike.
     """
-    try:
-        os.close(os.open(control.part_path(final), os.O_WRONLY | os.O_CREAT | os.O_EXCL, PART_MODE))
-    except FileExistsError:
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def taken(candidate: str) -> bool:
+        final = directory / candidate
+        if final in claimed or os.path.lexists(final) or os.path.lexists(control.control_path(final)):
+            return True
+        try:
+            os.close(os.open(control.part_path(final), os.O_WRONLY | os.O_CREAT | os.O_EXCL, PART_MODE))
+        except FileExistsError:
+            return True
         return False
-    return True
+
+    return unique_name(name, taken)
 
 
 class PartFile:
