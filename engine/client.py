@@ -9,7 +9,7 @@ DaemonUnavailable.
 
 from __future__ import annotations
 
-from typing import Protocol, Self
+from typing import Protocol, Self, runtime_checkable
 
 from engine.events import Event
 from engine.models import EngineSnapshot, TaskOptions
@@ -32,6 +32,7 @@ class DaemonUnavailable(ConnectionError):
         """True when nothing listens on the daemon's socket (missing, or refusing: left by a crash)."""
 
 
+@runtime_checkable
 class EventStream(Protocol):
     """The events of one subscription, in order: ``async for event in stream``.
 
