@@ -17,7 +17,7 @@ MAX_BACKLOG = 10_000
 
 
 class Subscription:
-    """An async iterator over the events published after it was made.
+    """An async iterator over the events published after it was made: an :class:`~engine.client.EventStream`.
 
     Order is kept between the two kinds too: the coalesced progress is only handed out once
     every lifecycle event published before it has been, so a reader never applies a
@@ -69,6 +69,12 @@ class Subscription:
         self._progress = None
         self._bus._unsubscribe(self)
         self._wake.set()
+
+    async def aclose(self) -> None:
+        """Drain, then close: nothing published from now on arrives, but a reader still gets every
+        event published before the call (in order), then the end of the iteration."""
+        self._bus._unsubscribe(self)
+        self._end()
 
     def __aiter__(self) -> Subscription:
         return self

@@ -31,7 +31,7 @@ import asyncio
 import bisect
 import contextlib
 import math
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -43,7 +43,7 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from engine.client import EngineClient
+from engine.client import EngineClient, EventStream
 from engine.events import (
     Event,
     ProgressUpdated,
@@ -272,7 +272,7 @@ class MetricsServer:
         self,
         client: EngineClient,
         metrics: EngineMetrics,
-        subscription: AsyncIterator[Event],
+        subscription: EventStream,
     ) -> None:
         self.port = 0
         """The port actually bound (the ephemeral one when 0 was asked for)."""
@@ -357,22 +357,9 @@ class MetricsServer:
             self._pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump
-        await _close_subscription(self._subscription)
+        await self._subscription.aclose()
         if self._runner is not None:
             await self._runner.cleanup()
-
-
-async def _close_subscription(subscription: AsyncIterator[Event]) -> None:
-    """End a subscription whichever way it supports: ``close()`` (the bus) or ``aclose()`` (generators)."""
-    close = getattr(subscription, "close", None)
-    if callable(close):
-        result = close()
-        if asyncio.iscoroutine(result):
-            await result
-        return
-    aclose = getattr(subscription, "aclose", None)
-    if callable(aclose):
-        await aclose()
 
 
 async def start_metrics(client: EngineClient, addr: str, port: int) -> MetricsServer:

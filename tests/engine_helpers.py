@@ -161,9 +161,8 @@ class EventLog:
 
     async def stop(self) -> None:
         """Stop recording (what arrived so far is kept)."""
-        # Let events already published reach the reader before closing.
-        await asyncio.sleep(0)
-        self._sub.close()
+        # Drain: events already published still reach the reader, then it ends.
+        await self._sub.aclose()
         if self._reader is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._reader, 5)

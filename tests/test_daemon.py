@@ -227,7 +227,7 @@ def test_one_daemon_per_state_directory_and_sigterm_stops_it_cleanly(daemons: Da
 
 def test_the_scripting_commands_do_not_import_the_ui() -> None:
     code = (
-        "import sys, engine.daemon, engine.remote, tui.daemon_cli\n"
+        "import sys, engine.daemon.process, engine.daemon.client, tui.daemon_cli\n"
         "print(','.join(m for m in ('textual', 'tui.app') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)

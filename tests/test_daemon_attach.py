@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from engine.client import DaemonUnavailable
+from engine.daemon.client import ConnectionLost, ConnectionRestored, RemoteClient
 from engine.events import ProgressUpdated
 from engine.faultserver import FaultServer, FileSpec, KiB, MiB, file_matches
 from engine.models import TaskState
-from engine.remote import ConnectionLost, ConnectionRestored, DaemonUnavailable, RemoteClient
 from tests.test_daemon_helpers import Daemons, daemon_area
 from tui.app import FetchtopApp
 

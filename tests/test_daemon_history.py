@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from engine import bus as bus_module
-from engine.daemon import Daemon, DaemonConfig
+from engine.daemon.config import DaemonConfig
+from engine.daemon.server import Daemon
 from engine.faultserver import FaultServer
 from engine.models import TaskOptions, TaskState
 from engine.session import save_session

@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from engine.client import EngineError
+from engine.client import DaemonUnavailable, EngineError, Unauthorized
+from engine.daemon.client import RemoteClient
 from engine.faultserver import FaultServer, FileSpec, KiB, MiB, file_matches
-from engine.remote import DaemonUnavailable, RemoteClient, Unauthorized
 from tests.test_daemon_helpers import FETCHTOP, Daemons, child_env, daemon_area
 
 TOKEN = "s3cret-token-0123456789abcdef"

@@ -17,6 +17,7 @@ from textual.pilot import Pilot
 from textual.widgets import Static
 from textual.widgets.data_table import CellDoesNotExist
 
+from engine.client import DaemonUnavailable
 from engine.engine import Engine, EngineConfig
 from engine.events import Event
 from engine.faultserver import FaultServer, file_matches
@@ -342,7 +343,7 @@ class DroppingLink:
                 seen += 1
                 if self.drops and seen >= 5:
                     self.drops -= 1
-                    raise ConnectionResetError("link dropped")
+                    raise DaemonUnavailable("link dropped")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.engine, name)

@@ -16,15 +16,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TYPE_CHECKING, ClassVar
 
-from platformdirs import user_state_dir
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
 
-from engine.client import EngineClient, EngineError
+from engine.client import DaemonUnavailable, EngineClient, EngineError
 from engine.events import Event, ProgressUpdated
+from engine.locations import Locations
 from engine.models import EngineSnapshot, TaskOptions, TaskSnapshot, TaskState
 from engine.units import format_rate
 from tui.model import DashboardModel
@@ -137,7 +137,7 @@ class FetchtopApp(App[int]):
         if self._factory is not None:
             try:
                 self._client = await self._stack.enter_async_context(self._factory())
-            except Exception as exc:  # any startup failure is reported, not a traceback
+            except (EngineError, OSError) as exc:  # reported in one line, not a traceback
                 self._startup_error = f"cannot start the engine: {exc}"
 
     def on_mount(self) -> None:
@@ -178,9 +178,7 @@ class FetchtopApp(App[int]):
                     else:
                         self.post_message(EngineEventArrived(event))
                 return  # the engine closed its stream: it is shutting down
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a remote stream may fail in any way; show it and retry
+            except (EngineError, DaemonUnavailable) as exc:  # what a broken stream raises; retry
                 self.post_message(ConnectionChanged(False, str(exc) or type(exc).__name__))
                 await asyncio.sleep(RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)])
                 failures += 1
@@ -222,8 +220,8 @@ class FetchtopApp(App[int]):
         self._fetching = True
         try:
             self._accept_snapshot(await self.client.get_snapshot())
-        except Exception:  # the event worker reports connection trouble; nothing to add here
-            pass
+        except (EngineError, DaemonUnavailable):
+            pass  # the event worker reports connection trouble; nothing to add here
         finally:
             self._fetching = False
 
@@ -238,7 +236,7 @@ class FetchtopApp(App[int]):
             except EngineError as exc:
                 self.notify(str(exc), severity="error")
                 return
-            except Exception as exc:  # a remote client may fail in transport; say so
+            except DaemonUnavailable as exc:  # a remote client may fail in transport; say so
                 self.notify(f"{type(exc).__name__}: {exc}", severity="error")
                 return
             if done:
@@ -254,7 +252,7 @@ class FetchtopApp(App[int]):
         for url in urls:
             try:
                 tid = await self.client.add(url, options)
-            except Exception as exc:
+            except (EngineError, DaemonUnavailable) as exc:
                 self.notify(f"Cannot add {url}: {exc}", severity="error")
                 continue
             if select:
@@ -374,11 +372,6 @@ class FetchtopApp(App[int]):
         self.push_screen(ConfirmDialog(f"{unfinished} download{plural} active. Quit?", self.quit_note), done)
 
 
-def default_session_path() -> str:
-    """Where the dashboard keeps its session when the caller did not choose: the user's state dir."""
-    return os.path.join(user_state_dir("fetchtop"), "session.json")
-
-
 @contextlib.asynccontextmanager
 async def _local_engine(
     config: EngineConfig, metrics_addr: str, metrics_port: int | None
@@ -406,10 +399,15 @@ def dashboard_app(
     *,
     metrics_addr: str = "127.0.0.1",
     metrics_port: int | None = None,
+    state_dir: str | None = None,
 ) -> FetchtopApp:
-    """The app :func:`run_dashboard` runs: an Engine opened inside the app, the session saved by default."""
+    """The app :func:`run_dashboard` runs: an Engine opened inside the app, the session saved by default.
+
+    Without a ``session_path`` in ``config`` the session goes in the state directory: ``state_dir``
+    (``--state-dir``), else ``$FETCHTOP_STATE_DIR``, else the user's (see :mod:`engine.locations`).
+    """
     if config.session_path is None:
-        config = dataclasses.replace(config, session_path=default_session_path())
+        config = dataclasses.replace(config, session_path=Locations.resolve(state_dir).session)
     if config.session_path:
         os.makedirs(os.path.dirname(os.path.abspath(config.session_path)), exist_ok=True)
     final = config
@@ -425,6 +423,7 @@ def run_dashboard(
     *,
     metrics_addr: str = "127.0.0.1",
     metrics_port: int | None = None,
+    state_dir: str | None = None,
 ) -> int:
     """Run the dashboard on an in-process Engine with ``urls`` queued; returns the exit code.
 
@@ -432,6 +431,8 @@ def run_dashboard(
     the session (by default under the user's state directory) so unfinished downloads resume the
     next time.
     """
-    app = dashboard_app(urls, options, config, metrics_addr=metrics_addr, metrics_port=metrics_port)
+    app = dashboard_app(
+        urls, options, config, metrics_addr=metrics_addr, metrics_port=metrics_port, state_dir=state_dir
+    )
     app.run()
     return app.return_code or 0

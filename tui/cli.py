@@ -25,6 +25,20 @@ PROG = "fetchtop"
 COMMANDS = ("get", "demo")
 DAEMON_COMMANDS = ("daemon", "attach", "add", "ls", "pause", "resume", "rm", "limit", "stop")
 """Commands that run or talk to the background daemon (see :mod:`tui.daemon_cli`)."""
+SUMMARIES = {
+    "get": "download URLs without the dashboard and exit (status 1 if any failed)",
+    "demo": "open the dashboard on built-in test files",
+    "daemon": "run the download engine in the background, steered by the commands below",
+    "add": "queue downloads in the running daemon",
+    "ls": "list the daemon's tasks (--history: its finished ones)",
+    "pause": "pause daemon tasks by id (--all: every one)",
+    "resume": "resume daemon tasks by id (--all: every paused one)",
+    "rm": "cancel and remove daemon tasks by id (--delete: and their files)",
+    "limit": "set the daemon's speed limit, overall or for one task",
+    "stop": "make the daemon save its session and exit",
+    "attach": "open the dashboard on the running daemon",
+}
+"""One line per command, for ``fetchtop --help``."""
 
 
 class UsageError(Exception):
@@ -230,13 +244,20 @@ def build_parser(command: str | None) -> Parser:
         )
         add_download_options(parser)
         return parser
+    width = max(len(name) for name in SUMMARIES)
+    commands = "\n".join(f"  {name:<{width}}  {summary}" for name, summary in SUMMARIES.items())
     parser = Parser(
         prog=PROG,
-        description="A download manager and monitor for the terminal. "
-        "Commands: get (headless download), demo (dashboard on built-in test files). "
-        "With no command, opens the dashboard with the given URLs queued.",
+        usage=f"{PROG} [COMMAND] [OPTIONS] [URL ...]",
+        description="A download manager and monitor for the terminal.\n"
+        "With no command, opens the dashboard with the given URLs queued.\n\n"
+        f"commands:\n{commands}\n\n'{PROG} COMMAND --help' describes one command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_download_options(parser)
+    parser.add_argument(
+        "--state-dir", metavar="DIR", help="where the dashboard saves its session (default: the user's)"
+    )
     return parser
 
 
@@ -275,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             request.config,
             metrics_addr=request.metrics_addr,
             metrics_port=request.metrics_port,
+            state_dir=args.state_dir,
         )
     except UsageError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

@@ -1,9 +1,9 @@
 """The daemon's commands: ``fetchtop daemon``, ``attach``, and the scripting commands that talk to it.
 
-``daemon`` runs :mod:`engine.daemon`; ``add``, ``ls``, ``pause``, ``resume``, ``rm``, ``limit`` and
-``stop`` send one request each through :class:`engine.remote.RemoteClient`; ``attach`` opens the
-dashboard on a RemoteClient. Textual is imported only inside ``attach``, so the scripting commands
-start fast.
+``daemon`` runs :mod:`engine.daemon.process`; ``add``, ``ls``, ``pause``, ``resume``, ``rm``, ``limit``
+and ``stop`` send one request each through :class:`engine.daemon.client.RemoteClient`; ``attach`` opens
+the dashboard on a RemoteClient. Textual is imported only inside ``attach`` and the daemon's server
+only inside ``daemon``, so the scripting commands start fast.
 """
 
 from __future__ import annotations
@@ -17,19 +17,12 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from engine.client import EngineError
+from engine.client import DaemonUnavailable, EngineError
 from engine.codec import to_plain
-from engine.daemon import (
-    DaemonConfig,
-    DaemonError,
-    default_socket_path,
-    default_state_dir,
-    parse_listen,
-    read_token,
-    run_daemon,
-)
+from engine.daemon.client import RemoteClient
+from engine.daemon.config import DaemonConfig, DaemonError, parse_listen, read_token
+from engine.locations import Locations
 from engine.models import EngineSnapshot, TaskSnapshot, TaskState
-from engine.remote import DaemonUnavailable, RemoteClient
 from engine.units import format_bytes, format_duration, format_rate, parse_rate
 from tui.cli import PROG, Parser, UsageError, add_download_options, download_request
 
@@ -60,10 +53,7 @@ def make_client(args: argparse.Namespace) -> RemoteClient:
         except DaemonError as exc:
             raise UsageError(str(exc)) from None
         return RemoteClient(url=args.url, token=token)
-    if args.socket:
-        return RemoteClient(socket_path=os.path.abspath(args.socket))
-    state_dir = os.path.abspath(args.state_dir) if args.state_dir else None
-    return RemoteClient(socket_path=default_socket_path(state_dir))
+    return RemoteClient(socket_path=Locations.resolve(args.state_dir, args.socket).socket)
 
 
 def _run(client: RemoteClient, work: Callable[[RemoteClient], Awaitable[int]]) -> int:
@@ -116,12 +106,7 @@ def _daemon(argv: list[str]) -> int:
     if args.output:
         raise UsageError("-o/--output names one file: give it to 'fetchtop add', not to the daemon")
     request = download_request(args, require_urls=False)
-    state_dir = os.path.abspath(args.state_dir) if args.state_dir else default_state_dir()
-    socket_path = (
-        os.path.abspath(args.socket)
-        if args.socket
-        else default_socket_path(state_dir if args.state_dir else None)
-    )
+    where = Locations.resolve(args.state_dir, args.socket)
     download_dir = os.path.abspath(os.path.expanduser(args.dir))
     try:
         listen = parse_listen(args.listen) if args.listen else None
@@ -131,8 +116,8 @@ def _daemon(argv: list[str]) -> int:
     defaults = dataclasses.replace(request.options, directory=download_dir)
     engine_config = dataclasses.replace(request.config, defaults=defaults)
     config = DaemonConfig(
-        state_dir=state_dir,
-        socket_path=socket_path,
+        state_dir=where.state_dir,
+        socket_path=where.socket,
         engine=engine_config,
         download_dir=download_dir,
         listen=listen,
@@ -145,6 +130,9 @@ def _daemon(argv: list[str]) -> int:
         config.check()
     except DaemonError as exc:
         raise UsageError(str(exc)) from None
+    # The server (aiohttp.web) is loaded here only: the client commands never need it.
+    from engine.daemon.process import run_daemon
+
     return run_daemon(config, detach=args.detach, quiet=request.quiet)
 
 

@@ -212,8 +212,8 @@ async def download(request: DownloadRequest, reporter: Reporter) -> int:
             try:
                 final = await engine.wait(ids)
             finally:
-                await asyncio.sleep(0)  # let the last lifecycle events reach the reporter
-                events.close()
+                # Drain: the reporter still gets every event published so far, then the pump ends.
+                await events.aclose()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pumping
             reporter.close(final)

@@ -1,12 +1,14 @@
-"""RemoteClient: :class:`engine.client.EngineClient` over the daemon's control API (see :mod:`engine.daemon`).
+"""RemoteClient: :class:`engine.client.EngineClient` over the daemon's API (:mod:`engine.daemon.api`).
 
 Commands are JSON over HTTP on the daemon's Unix socket, or on TCP with a bearer token; events come
-over a WebSocket. A daemon that refuses a request raises :class:`engine.client.EngineError`; a daemon
-that cannot be reached raises :class:`DaemonUnavailable`. The event stream either ends with
+over a WebSocket. A daemon that refuses a request raises :class:`engine.client.EngineError`
+(:class:`engine.client.Unauthorized` for a refused token); a daemon that cannot be reached raises
+:class:`engine.client.DaemonUnavailable`. The event stream either ends with
 DaemonUnavailable when the connection drops (the dashboard resubscribes and shows it) or, with
 ``subscribe(reconnect=True)``, retries with backoff itself and reports the gap as
 :class:`ConnectionLost` / :class:`ConnectionRestored` events.
 
+This module imports the API module, never the server: ``fetchtop ls`` loads no ``aiohttp.web``.
 No UI toolkit here.
 """
 
@@ -25,9 +27,23 @@ from typing import Any
 
 import aiohttp
 
-from engine.client import EngineError
-from engine.codec import event_from_json, from_plain, to_plain
-from engine.daemon import API
+from engine.client import DaemonUnavailable, EngineError, Unauthorized
+from engine.daemon.api import (
+    MAX_EVENT_MESSAGE,
+    UNAUTHORIZED,
+    Command,
+    Read,
+    add_request,
+    error_of,
+    limit_request,
+    path,
+    read_event,
+    read_pid,
+    read_snapshot,
+    read_task_id,
+    read_tasks,
+    task_request,
+)
 from engine.events import Event
 from engine.models import EngineSnapshot, TaskOptions, TaskSnapshot
 
@@ -36,19 +52,6 @@ _closing: set[asyncio.Task[None]] = set()
 
 RECONNECT_DELAYS = (0.25, 0.5, 1.0, 2.0, 5.0)
 """Ceilings of the jittered waits between reconnection attempts (the last one repeats)."""
-
-
-class DaemonUnavailable(ConnectionError):
-    """The daemon cannot be reached (not running, connection refused or lost); one-line message."""
-
-    def __init__(self, message: str, not_running: bool = False) -> None:
-        super().__init__(message)
-        self.not_running = not_running
-        """True when nothing listens on the daemon's socket (missing, or refusing: left by a crash)."""
-
-
-class Unauthorized(EngineError):
-    """The daemon refused the token (HTTP 401)."""
 
 
 @dataclass(frozen=True)
@@ -150,11 +153,13 @@ class RemoteClient:
 
     # -- requests ----------------------------------------------------------------------------------
 
-    async def request(self, method: str, command: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def request(
+        self, method: str, name: Read | Command, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Send one API request; returns the JSON answer. Raises EngineError or DaemonUnavailable."""
         session = self._client()
         try:
-            async with session.request(method, f"{self.base_url}{API}/{command}", json=body) as resp:
+            async with session.request(method, f"{self.base_url}{path(name)}", json=body) as resp:
                 raw = await resp.read()
                 status = resp.status
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -166,82 +171,72 @@ class RemoteClient:
             data = None
         if not isinstance(data, dict):
             raise EngineError(f"the daemon answered HTTP {status} without JSON")
-        if status == 401:
+        if status == UNAUTHORIZED:
             raise Unauthorized(f"the daemon refused the token: {data.get('error', 'unauthorized')}")
         if status >= 400:
-            raise EngineError(str(data.get("error") or f"HTTP {status}"))
+            raise EngineError(error_of(data, status))
         return data
 
+    async def _command(self, command: Command, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await self.request("POST", command, {} if body is None else body)
+
     async def status(self) -> dict[str, Any]:
-        """The daemon's pid, start time, directories and task counts."""
-        return await self.request("GET", "status")
+        """The daemon's pid, start time, directories and task counts. Raises DaemonUnavailable."""
+        return await self.request("GET", Read.STATUS)
 
     async def add(self, url: str, options: TaskOptions | None = None) -> int:
-        """Queue a download; returns its task id."""
-        body: dict[str, Any] = {"url": url}
-        if options is not None:
-            body["options"] = to_plain(options)
-        data = await self.request("POST", "add", body)
-        task_id = data.get("id")
-        if not isinstance(task_id, int):
-            raise EngineError("the daemon did not return a task id")
-        return task_id
+        """Queue a download; returns its task id. Raises EngineError, DaemonUnavailable."""
+        return read_task_id(await self._command(Command.ADD, add_request(url, options)))
 
     async def pause(self, task_id: int) -> None:
-        """Pause a task, keeping its progress."""
-        await self.request("POST", "pause", {"id": task_id})
+        """Pause a task, keeping its progress. Raises EngineError, DaemonUnavailable."""
+        await self._command(Command.PAUSE, task_request(task_id))
 
     async def resume(self, task_id: int) -> None:
-        """Queue a paused, failed or cancelled task again."""
-        await self.request("POST", "resume", {"id": task_id})
+        """Queue a paused, failed or cancelled task again. Raises EngineError, DaemonUnavailable."""
+        await self._command(Command.RESUME, task_request(task_id))
 
     async def cancel(self, task_id: int) -> None:
-        """Stop a task for good; its partial file stays."""
-        await self.request("POST", "cancel", {"id": task_id})
+        """Stop a task for good; its partial file stays. Raises EngineError, DaemonUnavailable."""
+        await self._command(Command.CANCEL, task_request(task_id))
 
     async def remove(self, task_id: int, delete_files: bool = False) -> None:
-        """Cancel and forget a task, optionally deleting its partial file."""
-        await self.request("POST", "remove", {"id": task_id, "delete_files": delete_files})
+        """Cancel and forget a task, optionally deleting its partial file.
+
+        Raises EngineError, DaemonUnavailable.
+        """
+        await self._command(Command.REMOVE, task_request(task_id, delete_files=delete_files))
 
     async def pause_all(self) -> None:
-        """Pause every queued or active task."""
-        await self.request("POST", "pause_all", {})
+        """Pause every queued or active task. Raises DaemonUnavailable."""
+        await self._command(Command.PAUSE_ALL)
 
     async def resume_all(self) -> None:
-        """Resume every paused task."""
-        await self.request("POST", "resume_all", {})
+        """Resume every paused task. Raises DaemonUnavailable."""
+        await self._command(Command.RESUME_ALL)
 
     async def set_limit(self, limit: int | None, task_id: int | None = None) -> None:
-        """Set the global limit, or one task's, in bytes per second (None: unlimited)."""
-        await self.request("POST", "limit", {"limit": limit, "task_id": task_id})
+        """Set the global limit, or one task's, in bytes per second (None: unlimited).
+
+        Raises EngineError, DaemonUnavailable.
+        """
+        await self._command(Command.LIMIT, limit_request(limit, task_id))
 
     async def move(self, task_id: int, offset: int) -> None:
-        """Move a task ``offset`` places in the queue."""
-        await self.request("POST", "move", {"id": task_id, "offset": offset})
+        """Move a task ``offset`` places in the queue. Raises EngineError, DaemonUnavailable."""
+        await self._command(Command.MOVE, task_request(task_id, offset=offset))
 
     async def stop(self) -> int:
-        """Ask the daemon to save its session and exit; returns its pid."""
-        data = await self.request("POST", "stop", {})
-        pid = data.get("pid")
-        return pid if isinstance(pid, int) else 0
+        """Ask the daemon to save its session and exit; returns its pid. Raises DaemonUnavailable."""
+        return read_pid(await self._command(Command.STOP))
 
     async def get_snapshot(self) -> EngineSnapshot:
-        """The daemon's current state."""
-        data = await self.request("GET", "snapshot")
-        try:
-            snapshot = from_plain(EngineSnapshot, data["snapshot"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise EngineError(f"the daemon sent a snapshot that cannot be read: {exc}") from None
-        assert isinstance(snapshot, EngineSnapshot)
-        return snapshot
+        """The daemon's current state. Raises EngineError (unreadable answer), DaemonUnavailable."""
+        return read_snapshot(await self.request("GET", Read.SNAPSHOT))
 
     async def history(self) -> list[TaskSnapshot]:
-        """Finished tasks the daemon remembers, oldest first."""
-        data = await self.request("GET", "history")
-        try:
-            return [from_plain(TaskSnapshot, item) for item in data["tasks"]]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise EngineError(f"the daemon sent a history that cannot be read: {exc}") from None
+        """Finished tasks the daemon remembers, oldest first. Raises EngineError, DaemonUnavailable."""
+        return read_tasks(await self.request("GET", Read.HISTORY))
 
     def subscribe(self, reconnect: bool = False) -> RemoteSubscription:
         """Events from now on (the first is a fresh ProgressUpdated).
@@ -256,7 +251,7 @@ class RemoteClient:
 
 
 class RemoteSubscription:
-    """An async iterator over the daemon's events, read from its WebSocket."""
+    """The daemon's events, read from its WebSocket: an :class:`engine.client.EventStream`."""
 
     def __init__(self, client: RemoteClient, reconnect: bool) -> None:
         self._client = client
@@ -274,13 +269,13 @@ class RemoteSubscription:
         client = self._client
         try:
             self._ws = await client._client().ws_connect(
-                f"{client.base_url}{API}/events",
+                f"{client.base_url}{path(Read.EVENTS)}",
                 heartbeat=15.0,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
-                max_msg_size=64 * 1024 * 1024,
+                max_msg_size=MAX_EVENT_MESSAGE,
             )
         except aiohttp.WSServerHandshakeError as exc:
-            if exc.status == 401:
+            if exc.status == UNAUTHORIZED:
                 raise Unauthorized("the daemon refused the token") from None
             raise client._unavailable(exc) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -327,7 +322,7 @@ class RemoteSubscription:
                 continue
             msg = await self._ws.receive()
             if msg.type is aiohttp.WSMsgType.TEXT:
-                event = _decode(msg.data)
+                event = read_event(msg.data)
                 if event is not None:
                     return event
             elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
@@ -343,8 +338,9 @@ class RemoteSubscription:
         self._client._subscriptions.discard(self)
 
     def close(self) -> None:
-        """Stop the iteration (the socket closes in the background)."""
+        """Stop the iteration, dropping events not yet read (the socket closes in the background)."""
         self._finish()
+        self._pending.clear()
         ws, self._ws = self._ws, None
         if ws is not None:
             with contextlib.suppress(RuntimeError):
@@ -353,7 +349,8 @@ class RemoteSubscription:
                 task.add_done_callback(_closing.discard)
 
     async def aclose(self) -> None:
-        """Stop the iteration and close the socket."""
+        """Drain, then close: events already received are still handed out, then the iteration
+        ends; the socket is closed before this returns."""
         self._finish()
         ws, self._ws = self._ws, None
         if ws is not None:
@@ -366,20 +363,4 @@ async def _close_quietly(ws: aiohttp.ClientWebSocketResponse) -> None:
         await ws.close()
 
 
-def _decode(text: str) -> Event | None:
-    """The event in one message; None for one this client does not know (a newer daemon's)."""
-    try:
-        data = json.loads(text)
-        return event_from_json(data) if isinstance(data, dict) else None
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-__all__ = [
-    "ConnectionLost",
-    "ConnectionRestored",
-    "DaemonUnavailable",
-    "RemoteClient",
-    "RemoteSubscription",
-    "Unauthorized",
-]
+__all__ = ["ConnectionLost", "ConnectionRestored", "RemoteClient", "RemoteSubscription"]

@@ -1,0 +1,295 @@
+"""The daemon's HTTP API, as both ends see it: paths, command names, request and answer shapes.
+
+Commands are ``POST /v1/<command>`` with a JSON object body and answer ``{"ok": true, ...}``; reads
+are ``GET /v1/<read>``; ``GET /v1/events`` is a WebSocket of events as
+:func:`engine.codec.event_to_json` makes them (the first one is a fresh ``ProgressUpdated``). Every
+failure is ``{"error": "..."}`` with a 4xx (or 500) status. The server builds on this module and
+:mod:`engine.daemon.client` speaks it; it loads no HTTP library, so a client imports no server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import types
+import typing
+from enum import StrEnum
+from typing import Any
+
+from engine.client import EngineError
+from engine.codec import event_from_json, from_plain, to_plain
+from engine.events import Event
+from engine.models import EngineSnapshot, TaskOptions, TaskSnapshot
+
+API = "/v1"
+"""Prefix of every API path; bumped if the API ever changes incompatibly."""
+MAX_BODY = 64 * 1024
+"""Largest request body (and WebSocket message from a client) the server accepts."""
+MAX_EVENT_MESSAGE = 64 * 1024 * 1024
+"""Largest event message a client accepts (a snapshot of a huge queue)."""
+MAX_URL = 8192
+"""Longest URL accepted."""
+UNAUTHORIZED = 401
+"""The status of a request without the right bearer token."""
+AUTH_CHALLENGE = 'Bearer realm="fetchtop"'
+"""The ``WWW-Authenticate`` header sent with a 401."""
+
+
+class Read(StrEnum):
+    """The ``GET`` paths (under :data:`API`)."""
+
+    STATUS = "status"
+    """Pid, start time, directories, task counts."""
+    SNAPSHOT = "snapshot"
+    """``{"snapshot": EngineSnapshot}``."""
+    TASKS = "tasks"
+    """``{"tasks": [TaskSnapshot, ...]}``."""
+    HISTORY = "history"
+    """``{"tasks": [TaskSnapshot, ...]}`` of finished tasks, oldest first."""
+    EVENTS = "events"
+    """The event WebSocket."""
+
+
+class Command(StrEnum):
+    """The ``POST`` commands (under :data:`API`); their bodies are made by the ``*_request`` functions."""
+
+    ADD = "add"
+    """Queue a URL; answers ``{"id": task id}``."""
+    PAUSE = "pause"
+    """Pause ``id``."""
+    RESUME = "resume"
+    """Resume ``id``."""
+    CANCEL = "cancel"
+    """Cancel ``id``."""
+    REMOVE = "remove"
+    """Remove ``id``, deleting its files if ``delete_files``."""
+    PAUSE_ALL = "pause_all"
+    """Pause every task."""
+    RESUME_ALL = "resume_all"
+    """Resume every paused task."""
+    LIMIT = "limit"
+    """Set ``limit`` (bytes/s or null) globally or for ``task_id``."""
+    MOVE = "move"
+    """Move ``id`` by ``offset`` places."""
+    STOP = "stop"
+    """Save and exit; answers ``{"pid": pid}``."""
+
+
+def path(name: Read | Command) -> str:
+    """The URL path of a read or command."""
+    return f"{API}/{name}"
+
+
+class RequestError(Exception):
+    """A request the API refuses, with the HTTP status to answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        """The HTTP status (4xx)."""
+
+
+# ----- requests: made by the client, read by the server -----------------------------------------
+
+
+def add_request(url: str, options: TaskOptions | None) -> dict[str, Any]:
+    """The body of ``add``."""
+    body: dict[str, Any] = {"url": url}
+    if options is not None:
+        body["options"] = to_plain(options)
+    return body
+
+
+def task_request(task_id: int, **extra: Any) -> dict[str, Any]:
+    """The body of a command about one task (``pause``, ``resume``, ``cancel``, ``remove``, ``move``)."""
+    return {"id": task_id, **extra}
+
+
+def limit_request(limit: int | None, task_id: int | None) -> dict[str, Any]:
+    """The body of ``limit``."""
+    return {"limit": limit, "task_id": task_id}
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """A request's JSON object (empty body: ``{}``); raises RequestError(400)."""
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: a small body of deeply nested brackets is malformed too, not a 500.
+        raise RequestError(400, f"request body is not valid JSON: {type(exc).__name__}") from None
+    if not isinstance(data, dict):
+        raise RequestError(400, "request body must be a JSON object")
+    return data
+
+
+def int_field(body: dict[str, Any], key: str, *, optional: bool = False) -> int | None:
+    """An integer field of a body (None if ``optional`` and absent or null); raises RequestError(400)."""
+    value = body.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RequestError(400, f"{key!r} must be an integer")
+    if abs(value) > 2**53:
+        raise RequestError(400, f"{key!r} is out of range")
+    return value
+
+
+def required_int(body: dict[str, Any], key: str) -> int:
+    """An integer field that must be there; raises RequestError(400)."""
+    value = int_field(body, key)
+    assert value is not None
+    return value
+
+
+def task_id_field(body: dict[str, Any]) -> int:
+    """The ``id`` of a command about one task; raises RequestError(400)."""
+    return required_int(body, "id")
+
+
+def bool_field(body: dict[str, Any], key: str) -> bool:
+    """A true/false field, false when absent; raises RequestError(400)."""
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise RequestError(400, f"{key!r} must be true or false")
+    return value
+
+
+def url_field(body: dict[str, Any]) -> str:
+    """The ``url`` of ``add``, stripped; raises RequestError(400)."""
+    url = body.get("url")
+    if not isinstance(url, str) or not url.strip():
+        raise RequestError(400, "'url' must be a non-empty string")
+    if len(url) > MAX_URL:
+        raise RequestError(400, f"'url' is longer than {MAX_URL} characters")
+    if any(ord(c) < 33 or ord(c) == 127 for c in url.strip()):
+        raise RequestError(400, "'url' must not contain spaces or control characters")
+    return url.strip()
+
+
+def _type_ok(tp: Any, value: Any) -> bool:
+    """Whether a JSON value fits the type hint of a TaskOptions field, strictly (no bool for int)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(a, value) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_type_ok(args[0], v) for v in value)
+        return len(args) == len(value) and all(_type_ok(a, v) for a, v in zip(args, value, strict=True))
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if tp is str:
+        return isinstance(value, str)
+    return False
+
+
+_OPTION_HINTS: dict[str, Any] = typing.get_type_hints(TaskOptions)
+
+
+def decode_options(data: Any, defaults: TaskOptions, download_dir: str, confine: bool = False) -> TaskOptions:
+    """TaskOptions from a request's ``options`` object: unnamed fields keep the daemon's defaults,
+    a relative directory is taken under ``download_dir``; with ``confine`` (TCP clients, who need
+    not be this user) it must stay inside it. Raises RequestError(400)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RequestError(400, "options must be a JSON object")
+    changes: dict[str, Any] = {}
+    for key, value in data.items():
+        hint = _OPTION_HINTS.get(key)
+        if hint is None:
+            raise RequestError(400, f"unknown option {key!r}")
+        if not _type_ok(hint, value):
+            raise RequestError(400, f"option {key!r} has the wrong type")
+        changes[key] = from_plain(hint, value)
+    for name, value in changes.get("headers", ()):
+        if any(ord(c) < 32 or ord(c) == 127 for c in name + value) or not name:
+            raise RequestError(400, "header names and values must not be empty or hold control characters")
+    options = dataclasses.replace(defaults, **changes)
+    directory = os.path.normpath(os.path.join(download_dir, os.path.expanduser(options.directory)))
+    if confine:
+        root = os.path.normpath(os.path.abspath(download_dir))
+        if os.path.commonpath([os.path.abspath(directory), root]) != root:
+            raise RequestError(400, "over TCP, 'directory' must be inside the daemon's download directory")
+    return dataclasses.replace(options, directory=directory)
+
+
+# ----- answers: made by the server, read by the client ------------------------------------------
+
+
+def error_body(reason: str) -> dict[str, Any]:
+    """The body of every failure."""
+    return {"error": reason}
+
+
+def ok_body(result: dict[str, Any]) -> dict[str, Any]:
+    """The body of a command that worked, with what it returns."""
+    return {"ok": True, **result}
+
+
+def snapshot_body(snapshot: EngineSnapshot) -> dict[str, Any]:
+    """The body of ``GET snapshot``."""
+    return {"snapshot": to_plain(snapshot)}
+
+
+def tasks_body(tasks: tuple[TaskSnapshot, ...] | list[TaskSnapshot]) -> dict[str, Any]:
+    """The body of ``GET tasks`` and ``GET history``."""
+    return {"tasks": [to_plain(t) for t in tasks]}
+
+
+def error_of(data: dict[str, Any], status: int) -> str:
+    """The one-line reason in a failure's body."""
+    return str(data.get("error") or f"HTTP {status}")
+
+
+def read_task_id(data: dict[str, Any]) -> int:
+    """The new task's id in the answer to ``add``; raises EngineError."""
+    task_id = data.get("id")
+    if not isinstance(task_id, int):
+        raise EngineError("the daemon did not return a task id")
+    return task_id
+
+
+def read_pid(data: dict[str, Any]) -> int:
+    """The daemon's pid in the answer to ``stop`` (0 if it did not say)."""
+    pid = data.get("pid")
+    return pid if isinstance(pid, int) else 0
+
+
+def read_snapshot(data: dict[str, Any]) -> EngineSnapshot:
+    """The snapshot in the answer to ``GET snapshot``; raises EngineError."""
+    try:
+        snapshot = from_plain(EngineSnapshot, data["snapshot"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EngineError(f"the daemon sent a snapshot that cannot be read: {exc}") from None
+    assert isinstance(snapshot, EngineSnapshot)
+    return snapshot
+
+
+def read_tasks(data: dict[str, Any]) -> list[TaskSnapshot]:
+    """The tasks in the answer to ``GET history`` (or ``tasks``); raises EngineError."""
+    try:
+        return [from_plain(TaskSnapshot, item) for item in data["tasks"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EngineError(f"the daemon sent a history that cannot be read: {exc}") from None
+
+
+def read_event(text: str) -> Event | None:
+    """The event in one WebSocket message; None for one this client does not know (a newer daemon's)."""
+    try:
+        data = json.loads(text)
+        return event_from_json(data) if isinstance(data, dict) else None
+    except (ValueError, KeyError, TypeError):
+        return None

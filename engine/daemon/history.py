@@ -1,0 +1,87 @@
+"""The daemon's record of what happened: the history of finished tasks, saved as JSON, and the log.
+
+The file is small and read or replaced a few times a minute at most, off the download path, so it
+goes through aiofiles (its thread pool) rather than blocking the loop that serves the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import aiofiles
+import aiofiles.os
+
+from engine.atomicfile import write_atomic
+from engine.codec import from_plain, to_plain
+from engine.daemon.config import HISTORY_LIMIT
+from engine.events import (
+    Event,
+    TaskAdded,
+    TaskCancelled,
+    TaskCompleted,
+    TaskFailed,
+    TaskRemoved,
+    TaskRetrying,
+    TaskStarted,
+)
+from engine.models import TaskSnapshot
+
+log = logging.getLogger("fetchtop.daemon")
+
+_write_atomic = aiofiles.os.wrap(write_atomic)
+"""write_atomic in aiofiles' executor: the one atomic-write path, without blocking the loop."""
+
+
+class History:
+    """Finished tasks, newest last, saved as JSON in the state directory."""
+
+    def __init__(self, path: Path, limit: int = HISTORY_LIMIT) -> None:
+        self.path = path
+        """The history file."""
+        self.limit = limit
+        """Most entries kept."""
+        self.tasks: list[TaskSnapshot] = []
+        """The entries, oldest first."""
+        self._lock = asyncio.Lock()
+
+    async def load(self) -> None:
+        """Read the file; a missing or damaged one means an empty history."""
+        try:
+            async with aiofiles.open(self.path, "rb") as f:
+                raw = await f.read()
+            data = json.loads(raw)
+            items = data["tasks"] if isinstance(data, dict) else []
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        for item in items[-self.limit :]:
+            with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
+                self.tasks.append(from_plain(TaskSnapshot, item))
+
+    async def record(self, task: TaskSnapshot) -> None:
+        """Remember a finished task (without its segment map) and save; raises OSError."""
+        self.tasks.append(dataclasses.replace(task, segments=(), speed=0.0, eta=None, connections=0))
+        del self.tasks[: -self.limit]
+        async with self._lock:
+            payload = json.dumps({"version": 1, "tasks": [to_plain(t) for t in self.tasks]}).encode()
+            await _write_atomic(self.path, payload)
+
+
+def log_event(event: Event) -> None:
+    """Write a lifecycle event to the daemon's log, one line."""
+    if isinstance(event, TaskAdded):
+        log.info("task %d added: %s", event.task_id, event.task.url)
+    elif isinstance(event, TaskStarted):
+        log.info("task %d started", event.task_id)
+    elif isinstance(event, TaskCompleted):
+        log.info("task %d completed: %s (%d bytes)", event.task_id, event.path, event.size)
+    elif isinstance(event, TaskFailed):
+        log.warning("task %d failed: %s", event.task_id, event.reason)
+    elif isinstance(event, TaskRetrying):
+        log.info("task %d retrying in %.1fs: %s", event.task_id, event.delay, event.reason)
+    elif isinstance(event, TaskCancelled | TaskRemoved):
+        log.info("task %d %s", event.task_id, "cancelled" if isinstance(event, TaskCancelled) else "removed")
