@@ -14,9 +14,8 @@ import logging
 from pathlib import Path
 
 import aiofiles
-import aiofiles.os
 
-from engine.atomicfile import write_atomic
+from engine.atomicfile import write_atomic_async
 from engine.codec import from_plain, to_plain
 from engine.daemon.config import HISTORY_LIMIT
 from engine.events import (
@@ -32,9 +31,6 @@ from engine.events import (
 from engine.models import TaskSnapshot
 
 log = logging.getLogger("fetchtop.daemon")
-
-_write_atomic = aiofiles.os.wrap(write_atomic)
-"""write_atomic in aiofiles' executor: the one atomic-write path, without blocking the loop."""
 
 
 class History:
@@ -68,7 +64,7 @@ class History:
         del self.tasks[: -self.limit]
         async with self._lock:
             payload = json.dumps({"version": 1, "tasks": [to_plain(t) for t in self.tasks]}).encode()
-            await _write_atomic(self.path, payload)
+            await write_atomic_async(self.path, payload)
 
 
 def log_event(event: Event) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.typedefs import Middleware
 
-from engine.atomicfile import write_atomic
+from engine.atomicfile import write_atomic_async
 from engine.bus import Subscription
 from engine.client import EngineError
 from engine.codec import event_to_json
@@ -167,7 +167,7 @@ class Daemon:
             self.metrics = await start_metrics(
                 self.engine, self.config.metrics_addr, self.config.metrics_port
             )
-        self._write_info()
+        await self._write_info()
 
     def request_stop(self) -> None:
         """Ask :meth:`serve` to return (signal handlers and ``POST /v1/stop`` call this)."""
@@ -200,7 +200,7 @@ class Daemon:
                 with contextlib.suppress(OSError):
                     os.unlink(self.config.socket_path)
 
-    def _write_info(self) -> None:
+    async def _write_info(self) -> None:
         info = {
             "pid": os.getpid(),
             "socket": self.config.socket_path,
@@ -210,7 +210,7 @@ class Daemon:
             else host_port(self.config.metrics_addr, self.metrics.port),
             "started": self._started,
         }
-        write_atomic(Path(self.config.locations.info), json.dumps(info).encode(), durable=False)
+        await write_atomic_async(Path(self.config.locations.info), json.dumps(info).encode(), durable=False)
 
     # -- listeners ---------------------------------------------------------------------------------
 
