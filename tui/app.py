@@ -20,13 +20,13 @@ from platformdirs import user_state_dir
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.message import Message
 from textual.screen import Screen
 
 from engine.client import EngineClient, EngineError
-from engine.events import Event, ProgressUpdated
+from engine.events import ProgressUpdated
 from engine.models import EngineSnapshot, TaskOptions, TaskSnapshot, TaskState
 from engine.units import format_rate
+from tui.messages import ConnectionChanged, EngineEventArrived, SnapshotArrived
 from tui.model import DashboardModel
 
 if TYPE_CHECKING:
@@ -40,39 +40,6 @@ ANSI_THEME = "ansi-dark"
 
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0)
 """Seconds between attempts to resubscribe after the event stream broke (last one repeats)."""
-
-
-class SnapshotArrived(Message):
-    """The engine published a new snapshot; a newer one supersedes it if both are queued."""
-
-    def __init__(self, snapshot: EngineSnapshot) -> None:
-        super().__init__()
-        self.snapshot = snapshot
-        """The engine's state."""
-
-    def can_replace(self, message: Message) -> bool:
-        """Only the newest snapshot matters, so a burst of them is merged into the last."""
-        return isinstance(message, SnapshotArrived)
-
-
-class EngineEventArrived(Message):
-    """A lifecycle event (added, retrying, failed, completed, ...) for the event log."""
-
-    def __init__(self, event: Event) -> None:
-        super().__init__()
-        self.event = event
-        """The engine's event."""
-
-
-class ConnectionChanged(Message):
-    """The event stream broke or came back."""
-
-    def __init__(self, connected: bool, reason: str = "") -> None:
-        super().__init__()
-        self.connected = connected
-        """Whether events flow."""
-        self.reason = reason
-        """Why it broke, one line."""
 
 
 class FetchtopApp(App[int]):
