@@ -28,7 +28,7 @@ from engine.events import (
     TaskStarted,
 )
 from engine.models import EngineSnapshot, SegmentSnapshot, SegmentState, TaskOptions, TaskSnapshot, TaskState
-from tui.app import FetchtopApp
+from tui.app import ANSI_THEME, FetchtopApp
 from tui.screens.main import MainScreen
 from tui.widgets.task_table import TaskTable
 
@@ -257,9 +257,12 @@ def utc() -> Iterator[None]:
     time.tzset()
 
 
-def scripted_app(ansi: bool = False) -> tuple[FetchtopApp, ScriptedClient]:
+def scripted_app(theme: str = "textual-dark") -> tuple[FetchtopApp, ScriptedClient]:
+    """The app on the script, in ``theme`` whatever the terminal running the tests supports."""
     client = ScriptedClient()
-    return FetchtopApp(client, ansi=ansi), client
+    app = FetchtopApp(client)
+    app.theme = theme
+    return app, client
 
 
 async def settle(pilot: Pilot[Any], client: ScriptedClient) -> None:
@@ -289,7 +292,7 @@ def test_main_screen_80x24(snap_compare: Any) -> None:
 
 def test_main_screen_16_colours(snap_compare: Any) -> None:
     """The ANSI theme a 16-colour terminal gets: only the terminal's own colours."""
-    app, client = scripted_app(ansi=True)
+    app, client = scripted_app(ANSI_THEME)
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await settle(pilot, client)

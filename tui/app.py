@@ -36,7 +36,7 @@ ClientFactory = Callable[[], AbstractAsyncContextManager[EngineClient]]
 """Makes a client whose context the app enters at start and leaves at exit (e.g. ``Engine(config)``)."""
 
 ANSI_THEME = "ansi-dark"
-"""Theme for 16-colour terminals: only the terminal's own ANSI colours."""
+"""Theme for 16-colour terminals: only the terminal's own ANSI colours (like any theme, see tui.palette)."""
 
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0)
 """Seconds between attempts to resubscribe after the event stream broke (last one repeats)."""
@@ -62,10 +62,11 @@ class FetchtopApp(App[int]):
         options: TaskOptions | None = None,
         quit_note: str = "They will resume the next time fetchtop starts.",
         stale_after: float = 2.0,
-        ansi: bool | None = None,
     ) -> None:
         super().__init__()
-        self._ansi = ansi
+        if self.console.color_system == "standard":
+            # The terminal's own palette rather than approximations of the default theme's colours.
+            self.theme = ANSI_THEME
         if (client is None) == (client_factory is None):
             raise ValueError("give exactly one of client and client_factory")
         self._client = client
@@ -109,9 +110,6 @@ class FetchtopApp(App[int]):
 
     def on_mount(self) -> None:
         """Start following the engine and queue the URLs given on the command line."""
-        if self._ansi if self._ansi is not None else self.console.color_system == "standard":
-            # On a 16-colour terminal, use the terminal's own palette rather than approximations.
-            self.theme = ANSI_THEME
         if self._startup_error is not None:
             # After the first refresh, so the screens finish mounting before the app closes.
             message = self._startup_error

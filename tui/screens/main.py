@@ -73,14 +73,14 @@ class MainScreen(TaskScreen):
     def compose(self) -> ComposeResult:
         """Summary and chart on top, the table, the (hidden) log, the filter bar and the footer."""
         with Horizontal(id="top"):
-            summary = Summary(id="summary")
+            summary = Summary(id="summary", classes="pane")
             summary.border_title = "fetchtop"
             yield summary
-            chart = SpeedChart(id="bandwidth")
+            chart = SpeedChart(id="bandwidth", classes="pane")
             chart.border_title = "Bandwidth"
             yield chart
         yield TaskTable(id="tasks")
-        log = EventLog(id="log")
+        log = EventLog(id="log", classes="pane")
         log.border_title = "Events"
         yield log
         yield Input(placeholder="filter by name (Enter keeps, Esc clears)", id="filter")
