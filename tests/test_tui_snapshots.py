@@ -30,6 +30,7 @@ from engine.events import (
 from engine.models import EngineSnapshot, SegmentSnapshot, SegmentState, TaskOptions, TaskSnapshot, TaskState
 from tui.app import ANSI_THEME, FetchtopApp
 from tui.screens.main import MainScreen
+from tui.widgets.event_log import EventLog
 from tui.widgets.task_table import TaskTable
 
 KiB = 1024
@@ -342,3 +343,29 @@ def test_help_screen(snap_compare: Any) -> None:
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+async def test_a_theme_change_recolours_what_is_drawn() -> None:
+    """Table cells, log lines and charts are Rich renderables: they follow the theme too."""
+    app, client = scripted_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, client)
+        await pilot.press("e")
+        await pilot.pause(0.3)
+        table = app.screen.query_one(TaskTable)
+        log = app.screen.query_one(EventLog)
+
+        def colours() -> tuple[str, str]:
+            cell = str(table.get_cell("5", "state").style)
+            failed = next(line for line in log.lines if "failed" in line.text)
+            return cell, " ".join(str(seg.style) for seg in failed)
+
+        before = colours()
+        app.theme = ANSI_THEME
+        for _ in range(50):
+            await pilot.pause(0.02)
+            if all(a != b for a, b in zip(colours(), before, strict=True)):
+                break
+        cell, line = colours()
+        assert "color(1)" in cell  # the terminal's own red
+        assert "color(1)" in line

@@ -153,6 +153,11 @@ class DetailScreen(TaskScreen):
             chart.show(model.task_history.get(self.task_id) or SpeedHistory())
             chart.border_title = f"Speed ({chart.unit})"
 
+    def restyle(self) -> None:
+        """Forget what was drawn, so the next redraw uses the new colours everywhere."""
+        self._drawn_version = self._drawn_history = -1
+        self.redraw()
+
     def _need_task(self) -> TaskSnapshot | None:
         task = self.task_snapshot
         if task is None:

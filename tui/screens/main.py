@@ -136,6 +136,13 @@ class MainScreen(TaskScreen):
         if log.display:
             log.catch_up(model)
 
+    def restyle(self) -> None:
+        """Forget what was drawn, so the next redraw uses the new colours everywhere."""
+        self._drawn_version = self._drawn_history = -1
+        self._summary_key = None
+        self.query_one(EventLog).restyle(self.fetchtop.model)
+        self.redraw()
+
     def selected_task(self) -> TaskSnapshot | None:
         """The task under the cursor, as of the latest snapshot."""
         tid = self.query_one(TaskTable).selected_id

@@ -26,3 +26,10 @@ class EventLog(RichLog):
         for line in list(model.log)[-new:]:
             self.write(line.render(palette))
         self._written = model.log_count
+
+    def restyle(self, model: DashboardModel) -> None:
+        """Write the kept lines again in the current theme's colours (a written line keeps its own)."""
+        self.clear()
+        self._written = model.log_count - len(model.log)
+        if self.display:
+            self.catch_up(model)
