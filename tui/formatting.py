@@ -32,7 +32,7 @@ from engine.events import (
 )
 from engine.models import SegmentState, TaskSnapshot, TaskState
 from engine.units import format_bytes, format_duration, format_rate
-from tui.palette import NO_STYLE, PLAIN, Palette
+from tui.palette import PLAIN, Palette
 
 KiB = 1024
 
@@ -181,9 +181,10 @@ class LogLine:
     def render(self, palette: Palette = PLAIN) -> Text:
         """The line with its time, coloured by level."""
         styles = {"success": palette.success, "warning": palette.warning, "error": palette.error}
-        line = Text(clock_time(self.time) + " ", style=palette.muted)
-        style = styles.get(self.level, NO_STYLE)
-        line.append(self.text, style=style)
+        # Spans, not a base style: a muted (dimmed) base would dim a coloured line's text too.
+        line = Text()
+        line.append(clock_time(self.time) + " ", style=palette.muted)
+        line.append(self.text, style=styles.get(self.level, palette.muted))
         return line
 
 
