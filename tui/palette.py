@@ -3,7 +3,7 @@
 The .tcss colours the widgets with theme variables; the table cells, log lines, segment map and
 charts are Rich renderables, which know nothing of ``$variables``. A :class:`Palette` resolves the
 few theme colours they use once per theme, so every theme colours them the way it colours the rest
-of the screen: the ANSI theme a 16-colour terminal gets included, with no colours of its own.
+of the screen: the ANSI theme a 16-colour terminal gets included, which needs no colours of its own.
 """
 
 from __future__ import annotations
