@@ -28,8 +28,9 @@ from engine.events import (
     TaskStarted,
 )
 from engine.models import EngineSnapshot, SegmentSnapshot, SegmentState, TaskOptions, TaskSnapshot, TaskState
-from tui.app import FetchtopApp
+from tui.app import ANSI_THEME, FetchtopApp
 from tui.screens.main import MainScreen
+from tui.widgets.event_log import EventLog
 from tui.widgets.task_table import TaskTable
 
 KiB = 1024
@@ -257,9 +258,12 @@ def utc() -> Iterator[None]:
     time.tzset()
 
 
-def scripted_app(ansi: bool = False) -> tuple[FetchtopApp, ScriptedClient]:
+def scripted_app(theme: str = "textual-dark") -> tuple[FetchtopApp, ScriptedClient]:
+    """The app on the script, in ``theme`` whatever the terminal running the tests supports."""
     client = ScriptedClient()
-    return FetchtopApp(client, ansi=ansi), client
+    app = FetchtopApp(client)
+    app.theme = theme
+    return app, client
 
 
 async def settle(pilot: Pilot[Any], client: ScriptedClient) -> None:
@@ -289,7 +293,7 @@ def test_main_screen_80x24(snap_compare: Any) -> None:
 
 def test_main_screen_16_colours(snap_compare: Any) -> None:
     """The ANSI theme a 16-colour terminal gets: only the terminal's own colours."""
-    app, client = scripted_app(ansi=True)
+    app, client = scripted_app(ANSI_THEME)
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await settle(pilot, client)
@@ -339,3 +343,29 @@ def test_help_screen(snap_compare: Any) -> None:
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+async def test_a_theme_change_recolours_what_is_drawn() -> None:
+    """Table cells, log lines and charts are Rich renderables: they follow the theme too."""
+    app, client = scripted_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, client)
+        await pilot.press("e")
+        await pilot.pause(0.3)
+        table = app.screen.query_one(TaskTable)
+        log = app.screen.query_one(EventLog)
+
+        def colours() -> tuple[str, str]:
+            cell = str(table.get_cell("5", "state").style)
+            failed = next(line for line in log.lines if "failed" in line.text)
+            return cell, " ".join(str(seg.style) for seg in failed)
+
+        before = colours()
+        app.theme = ANSI_THEME
+        for _ in range(50):
+            await pilot.pause(0.02)
+            if all(a != b for a, b in zip(colours(), before, strict=True)):
+                break
+        cell, line = colours()
+        assert "color(1)" in cell  # the terminal's own red
+        assert "color(1)" in line

@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, ClassVar
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.message import Message
 from textual.screen import Screen
 
 from engine.client import DaemonUnavailable, EngineClient, EngineError
-from engine.events import Event, ProgressUpdated
+from engine.events import ProgressUpdated
 from engine.locations import Locations
 from engine.models import EngineSnapshot, TaskOptions, TaskSnapshot, TaskState
 from engine.units import format_rate
+from tui.messages import ConnectionChanged, EngineEventArrived, SnapshotArrived
 from tui.model import DashboardModel
 
 if TYPE_CHECKING:
@@ -36,43 +36,10 @@ ClientFactory = Callable[[], AbstractAsyncContextManager[EngineClient]]
 """Makes a client whose context the app enters at start and leaves at exit (e.g. ``Engine(config)``)."""
 
 ANSI_THEME = "ansi-dark"
-"""Theme for 16-colour terminals: only the terminal's own ANSI colours."""
+"""Theme for 16-colour terminals: only the terminal's own ANSI colours (like any theme, see tui.palette)."""
 
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0)
 """Seconds between attempts to resubscribe after the event stream broke (last one repeats)."""
-
-
-class SnapshotArrived(Message):
-    """The engine published a new snapshot; a newer one supersedes it if both are queued."""
-
-    def __init__(self, snapshot: EngineSnapshot) -> None:
-        super().__init__()
-        self.snapshot = snapshot
-        """The engine's state."""
-
-    def can_replace(self, message: Message) -> bool:
-        """Only the newest snapshot matters, so a burst of them is merged into the last."""
-        return isinstance(message, SnapshotArrived)
-
-
-class EngineEventArrived(Message):
-    """A lifecycle event (added, retrying, failed, completed, ...) for the event log."""
-
-    def __init__(self, event: Event) -> None:
-        super().__init__()
-        self.event = event
-        """The engine's event."""
-
-
-class ConnectionChanged(Message):
-    """The event stream broke or came back."""
-
-    def __init__(self, connected: bool, reason: str = "") -> None:
-        super().__init__()
-        self.connected = connected
-        """Whether events flow."""
-        self.reason = reason
-        """Why it broke, one line."""
 
 
 class FetchtopApp(App[int]):
@@ -95,10 +62,11 @@ class FetchtopApp(App[int]):
         options: TaskOptions | None = None,
         quit_note: str = "They will resume the next time fetchtop starts.",
         stale_after: float = 2.0,
-        ansi: bool | None = None,
     ) -> None:
         super().__init__()
-        self._ansi = ansi
+        if self.console.color_system == "standard":
+            # The terminal's own palette rather than approximations of the default theme's colours.
+            self.theme = ANSI_THEME
         if (client is None) == (client_factory is None):
             raise ValueError("give exactly one of client and client_factory")
         self._client = client
@@ -142,9 +110,6 @@ class FetchtopApp(App[int]):
 
     def on_mount(self) -> None:
         """Start following the engine and queue the URLs given on the command line."""
-        if self._ansi if self._ansi is not None else self.console.color_system == "standard":
-            # On a 16-colour terminal, use the terminal's own palette rather than approximations.
-            self.theme = ANSI_THEME
         if self._startup_error is not None:
             # After the first refresh, so the screens finish mounting before the app closes.
             message = self._startup_error

@@ -1,7 +1,8 @@
 """Pure text helpers for the dashboard: compact sizes, progress bars, states, event lines, chart axes.
 
-Nothing here imports Textual, so every function is cheap to test and the table can compare the
-plain strings it produced last time to decide which cells changed.
+Nothing here needs a running app, so every function is cheap to test and the table can compare the
+plain strings it produced last time to decide which cells changed. Colours come in as a
+:class:`~tui.palette.Palette` of the app's theme; without one the text is plain.
 """
 
 from __future__ import annotations
@@ -31,25 +32,9 @@ from engine.events import (
 )
 from engine.models import SegmentState, TaskSnapshot, TaskState
 from engine.units import format_bytes, format_duration, format_rate
+from tui.palette import PLAIN, Palette
 
 KiB = 1024
-
-STATE_STYLES: dict[TaskState, str] = {
-    TaskState.QUEUED: "bright_black",
-    TaskState.PROBING: "cyan",
-    TaskState.DOWNLOADING: "cyan",
-    TaskState.PAUSED: "yellow",
-    TaskState.VERIFYING: "magenta",
-    TaskState.COMPLETED: "green",
-    TaskState.FAILED: "bold red",
-    TaskState.CANCELLED: "bright_black",
-}
-"""Rich style of each state; plain ANSI names so a 16-colour terminal shows them unchanged."""
-
-BAR_DONE_STYLE = "green"
-"""Style of the filled part of a progress bar."""
-BAR_TODO_STYLE = "bright_black"
-"""Style of the empty part of a progress bar."""
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 
@@ -103,25 +88,25 @@ def percent(progress: float | None) -> str:
     return f"{pct}%"
 
 
-def bar(progress: float | None, width: int) -> Text:
+def bar(progress: float | None, width: int, palette: Palette = PLAIN) -> Text:
     """A progress bar ``width`` cells wide with eighth-cell resolution; hatched when the size is unknown."""
     if width <= 0:
         return Text()
     if progress is None:
-        return Text().append("╌" * width, style=BAR_TODO_STYLE)
+        return Text().append("╌" * width, style=palette.muted)
     eighths = round(max(0.0, min(1.0, progress)) * width * 8)
     full, part = divmod(eighths, 8)
     done = "█" * full + (_EIGHTHS[part] if part and full < width else "")
     text = Text()
-    text.append(done, style=BAR_DONE_STYLE)
-    text.append("─" * (width - len(done)), style=BAR_TODO_STYLE)
+    text.append(done, style=palette.success)
+    text.append("─" * (width - len(done)), style=palette.muted)
     return text
 
 
-def progress_cell(progress: float | None, width: int) -> Text:
+def progress_cell(progress: float | None, width: int, palette: Palette = PLAIN) -> Text:
     """Bar and percentage in ``width`` cells: ``████▌─── 56%``."""
     label = percent(progress).rjust(4)
-    text = bar(progress, max(0, width - len(label) - 1))
+    text = bar(progress, max(0, width - len(label) - 1), palette)
     text.append(" " + label)
     return text
 
@@ -150,9 +135,9 @@ def state_label(task: TaskSnapshot) -> str:
     return task.state.value
 
 
-def state_text(task: TaskSnapshot, width: int) -> Text:
+def state_text(task: TaskSnapshot, width: int, palette: Palette = PLAIN) -> Text:
     """The state label cut to ``width`` and coloured."""
-    return Text(ellipsize(state_label(task), width), style=STATE_STYLES[task.state])
+    return Text(ellipsize(state_label(task), width), style=palette.state(task.state))
 
 
 def eta_text(task: TaskSnapshot) -> str:
@@ -193,11 +178,13 @@ class LogLine:
     level: str
     """``info``, ``success``, ``warning`` or ``error``: picks the colour."""
 
-    def render(self) -> Text:
+    def render(self, palette: Palette = PLAIN) -> Text:
         """The line with its time, coloured by level."""
-        style = {"success": "green", "warning": "yellow", "error": "bold red"}.get(self.level, "")
-        line = Text(clock_time(self.time) + " ", style="bright_black")
-        line.append(self.text, style=style)
+        styles = {"success": palette.success, "warning": palette.warning, "error": palette.error}
+        # Spans, not a base style: a muted (dimmed) base would dim a coloured line's text too.
+        line = Text()
+        line.append(clock_time(self.time) + " ", style=palette.muted)
+        line.append(self.text, style=styles.get(self.level, palette.muted))
         return line
 
 
@@ -338,25 +325,30 @@ def segment_cells(task: TaskSnapshot, width: int) -> list[str]:
     return cells
 
 
-SEGMENT_GLYPHS: dict[str, tuple[str, str]] = {
-    "done": ("█", "green"),
-    "partial": ("▓", "green"),
-    "active": ("▒", "yellow"),
-    "pending": ("░", "bright_black"),
-}
-"""Glyph and style of each segment-map cell state; distinct glyphs so the map reads without colour."""
+SEGMENT_GLYPHS: dict[str, str] = {"done": "█", "partial": "▓", "active": "▒", "pending": "░"}
+"""Glyph of each segment-map cell state; distinct glyphs so the map reads without colour."""
 
 
-def segment_bar(task: TaskSnapshot, width: int) -> Text:
+def segment_glyph(cell: str, palette: Palette = PLAIN) -> Text:
+    """One cell of the segment map, coloured: bytes in, in flight, or still to come."""
+    styles = {
+        "done": palette.success,
+        "partial": palette.success,
+        "active": palette.warning,
+        "pending": palette.muted,
+    }
+    return Text(SEGMENT_GLYPHS[cell], style=styles[cell])
+
+
+def segment_bar(task: TaskSnapshot, width: int, palette: Palette = PLAIN) -> Text:
     """The segment map as one coloured line."""
     text = Text()
     for cell in segment_cells(task, width):
-        glyph, style = SEGMENT_GLYPHS[cell]
-        text.append(glyph, style=style)
+        text.append_text(segment_glyph(cell, palette))
     return text
 
 
-def connection_markers(task: TaskSnapshot, width: int) -> Text:
+def connection_markers(task: TaskSnapshot, width: int, palette: Palette = PLAIN) -> Text:
     """A line under the segment map with each connection's number at the byte it is fetching."""
     line = [" "] * max(0, width)
     size = task.size
@@ -368,4 +360,4 @@ def connection_markers(task: TaskSnapshot, width: int) -> Text:
             label = str(seg.connection)
             start = min(col, width - len(label))
             line[start : start + len(label)] = list(label)
-    return Text("".join(line), style="yellow")
+    return Text("".join(line), style=palette.warning)

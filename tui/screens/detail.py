@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -12,8 +13,9 @@ from textual.widgets import Footer, Static
 
 from engine.models import TaskSnapshot, TaskState
 from engine.units import format_bytes, format_duration, format_rate
-from tui.formatting import STATE_STYLES, limit_text, percent, state_label, task_name
+from tui.formatting import limit_text, percent, state_label, task_name
 from tui.model import SpeedHistory
+from tui.palette import BOLD, NO_STYLE, PLAIN, Palette, theme_palette
 from tui.screens.task_screen import TaskScreen
 from tui.widgets.charts import SpeedChart
 from tui.widgets.segment_map import SegmentMap
@@ -25,24 +27,24 @@ REDRAW_INTERVAL = 0.25
 """Seconds between redraws at most."""
 
 
-def info_text(task: TaskSnapshot) -> Text:
+def info_text(task: TaskSnapshot, palette: Palette = PLAIN) -> Text:
     """The task's facts, one per line."""
     text = Text(no_wrap=True, overflow="ellipsis")
 
-    def row(label: str, value: str | Text, style: str = "") -> None:
+    def row(label: str, value: str | Text, style: Style = NO_STYLE) -> None:
         if text:
             text.append("\n")
-        text.append(f"{label:<9}", style="bold")
+        text.append(f"{label:<9}", style=BOLD)
         if isinstance(value, Text):
             text.append_text(value)
         else:
             text.append(value, style=style)
 
     row("Name", task_name(task))
-    row("State", state_label(task), STATE_STYLES[task.state])
+    row("State", state_label(task), palette.state(task.state))
     size = format_bytes(task.size) if task.size is not None else "unknown size"
     row("Progress", f"{format_bytes(task.done)} of {size}  {percent(task.progress)}")
-    speeds = Text(format_rate(task.speed if task.state.active else 0.0), style="cyan")
+    speeds = Text(format_rate(task.speed if task.state.active else 0.0), style=palette.active)
     speeds.append(f"  avg {format_rate(task.avg_speed)}")
     if task.state is TaskState.DOWNLOADING:
         speeds.append(f"  ETA {format_duration(task.eta)}")
@@ -61,18 +63,18 @@ def info_text(task: TaskSnapshot) -> Text:
     return text
 
 
-def errors_text(task: TaskSnapshot) -> Text:
+def errors_text(task: TaskSnapshot, palette: Palette = PLAIN) -> Text:
     """The task's failure reason and latest transient errors, newest last."""
     text = Text()
     lines = list(task.last_errors)
     if task.error and (not lines or lines[-1] != task.error):
         lines.append(task.error)
     if not lines:
-        return Text("no errors", style="bright_black")
+        return Text("no errors", style=palette.muted)
     for i, line in enumerate(lines):
         if i:
             text.append("\n")
-        text.append(line, style="bold red" if line == task.error else "yellow")
+        text.append(line, style=palette.error if line == task.error else palette.warning)
     return text
 
 
@@ -100,16 +102,16 @@ class DetailScreen(TaskScreen):
         """Facts and chart side by side, the segment map, the errors, the footer."""
         with VerticalScroll(id="detail"):
             with Horizontal(id="detail-top"):
-                info = Static(id="info")
+                info = Static(id="info", classes="pane")
                 info.border_title = f"Task #{self.task_id}"
                 yield info
-                chart = SpeedChart(id="task-speed")
+                chart = SpeedChart(id="task-speed", classes="pane")
                 chart.border_title = "Speed"
                 yield chart
-            segments = SegmentMap(id="segments")
+            segments = SegmentMap(id="segments", classes="pane")
             segments.border_title = "Segments"
             yield segments
-            errors = Static(id="errors")
+            errors = Static(id="errors", classes="pane")
             errors.border_title = "Last errors"
             yield errors
         yield Footer(compact=True)
@@ -141,14 +143,20 @@ class DetailScreen(TaskScreen):
             return
         if model.version != self._drawn_version:
             self._drawn_version = model.version
-            self.query_one("#info", Static).update(info_text(task))
+            palette = theme_palette(self.app)
+            self.query_one("#info", Static).update(info_text(task, palette))
             self.query_one(SegmentMap).show(task)
-            self.query_one("#errors", Static).update(errors_text(task))
+            self.query_one("#errors", Static).update(errors_text(task, palette))
         if model.history_version != self._drawn_history:
             self._drawn_history = model.history_version
             chart = self.query_one(SpeedChart)
             chart.show(model.task_history.get(self.task_id) or SpeedHistory())
             chart.border_title = f"Speed ({chart.unit})"
+
+    def restyle(self) -> None:
+        """Forget what was drawn, so the next redraw uses the new colours everywhere."""
+        self._drawn_version = self._drawn_history = -1
+        self.redraw()
 
     def _need_task(self) -> TaskSnapshot | None:
         task = self.task_snapshot

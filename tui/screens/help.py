@@ -12,6 +12,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from tui.palette import BOLD
+
 KEYS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("a",), "Add a download (URL, file name, directory, connections)"),
     (("p", "space"), "Pause or resume the selected task"),
@@ -50,7 +52,7 @@ KEY_NAMES = {
 def help_table() -> Table:
     """The keys as a two-column table."""
     table = Table(box=None, show_header=False, padding=(0, 2, 0, 0), expand=False)
-    table.add_column("Key", style="bold", no_wrap=True)
+    table.add_column("Key", style=BOLD, no_wrap=True)
     table.add_column("Action")
     for keys, action in KEYS:
         table.add_row(Text(" ".join(KEY_NAMES.get(k, k) for k in keys)), action)

@@ -73,14 +73,14 @@ class MainScreen(TaskScreen):
     def compose(self) -> ComposeResult:
         """Summary and chart on top, the table, the (hidden) log, the filter bar and the footer."""
         with Horizontal(id="top"):
-            summary = Summary(id="summary")
+            summary = Summary(id="summary", classes="pane")
             summary.border_title = "fetchtop"
             yield summary
-            chart = SpeedChart(id="bandwidth")
+            chart = SpeedChart(id="bandwidth", classes="pane")
             chart.border_title = "Bandwidth"
             yield chart
         yield TaskTable(id="tasks")
-        log = EventLog(id="log")
+        log = EventLog(id="log", classes="pane")
         log.border_title = "Events"
         yield log
         yield Input(placeholder="filter by name (Enter keeps, Esc clears)", id="filter")
@@ -135,6 +135,13 @@ class MainScreen(TaskScreen):
         log = self.query_one(EventLog)
         if log.display:
             log.catch_up(model)
+
+    def restyle(self) -> None:
+        """Forget what was drawn, so the next redraw uses the new colours everywhere."""
+        self._drawn_version = self._drawn_history = -1
+        self._summary_key = None
+        self.query_one(EventLog).restyle(self.fetchtop.model)
+        self.redraw()
 
     def selected_task(self) -> TaskSnapshot | None:
         """The task under the cursor, as of the latest snapshot."""

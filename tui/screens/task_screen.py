@@ -1,4 +1,5 @@
-"""What the main and detail screens share: the app typed, and the keys that act on one task."""
+"""What the main and detail screens share: the app typed, the keys that act on one task, and
+redrawing in new colours when the theme changes."""
 
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ class TaskScreen(Screen[None]):
     def fetchtop(self) -> FetchtopApp:
         """The app, typed."""
         return cast("FetchtopApp", self.app)
+
+    def on_mount(self) -> None:
+        """Follow the theme: Textual restyles the widgets, the screen redraws its Rich renderables."""
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.restyle())
+
+    def restyle(self) -> None:
+        """Draw everything again in the current theme's colours."""
+        raise NotImplementedError
 
     def _need_task(self) -> TaskSnapshot | None:
         """The current task, or None after telling the user why nothing happens."""

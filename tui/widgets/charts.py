@@ -6,6 +6,7 @@ from textual_plotext import PlotextPlot
 
 from tui.formatting import rate_axis
 from tui.model import SpeedHistory
+from tui.palette import plotext_color, theme_palette
 
 SPANS: tuple[tuple[float, tuple[str, str, str]], ...] = (
     (60.0, ("-1m", "-30s", "now")),
@@ -46,7 +47,7 @@ class SpeedChart(PlotextPlot):
                 [x for x, _ in points],
                 [s / axis.factor for _, s in points],
                 marker="braille",
-                color="cyan",
+                color=plotext_color(theme_palette(self.app).active),
                 fillx=True,
             )
         plt.xlim(-span, 0)

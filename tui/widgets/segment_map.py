@@ -8,10 +8,11 @@ from textual.widget import Widget
 
 from engine.models import SegmentState, TaskSnapshot
 from engine.units import format_bytes
-from tui.formatting import SEGMENT_GLYPHS, compact_bytes, compact_rate, connection_markers, segment_bar
+from tui.formatting import compact_bytes, compact_rate, connection_markers, segment_bar, segment_glyph
+from tui.palette import PLAIN, Palette, theme_palette
 
 
-def connection_lines(task: TaskSnapshot) -> list[Text]:
+def connection_lines(task: TaskSnapshot, palette: Palette = PLAIN) -> list[Text]:
     """One line per connection at work: its number, where it is in the file, how much is left, its speed."""
     lines: list[Text] = []
     size = task.size or 0
@@ -20,14 +21,16 @@ def connection_lines(task: TaskSnapshot) -> list[Text]:
             continue
         pos = seg.start + seg.done
         where = f"{pos / size:4.0%}" if size else compact_bytes(pos)
-        line = Text(f"conn {seg.connection if seg.connection is not None else '?':>2} ", style="yellow")
+        line = Text(
+            f"conn {seg.connection if seg.connection is not None else '?':>2} ", style=palette.warning
+        )
         line.append(f"at {where}  {compact_bytes(seg.end - pos)} left  ")
-        line.append(compact_rate(seg.speed), style="cyan")
+        line.append(compact_rate(seg.speed), style=palette.active)
         lines.append(line)
     return lines
 
 
-def legend() -> Text:
+def legend(palette: Palette = PLAIN) -> Text:
     """What each glyph of the map means."""
     text = Text()
     for state, label in (
@@ -36,8 +39,7 @@ def legend() -> Text:
         ("active", "in flight"),
         ("pending", "pending"),
     ):
-        glyph, style = SEGMENT_GLYPHS[state]
-        text.append(glyph, style=style)
+        text.append_text(segment_glyph(state, palette))
         text.append(f" {label}  ")
     return text
 
@@ -45,12 +47,8 @@ def legend() -> Text:
 class SegmentMap(Widget):
     """Draws one task's byte ranges at the widget's width."""
 
-    DEFAULT_CSS = """
-    SegmentMap { height: auto; }
-    """
-
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
         self.task_snapshot: TaskSnapshot | None = None
         """The task drawn."""
         self._key: object = None
@@ -58,7 +56,7 @@ class SegmentMap(Widget):
 
     def show(self, task: TaskSnapshot) -> None:
         """Draw this task; refreshes only if what is drawn changed."""
-        key = (task.state, task.size, task.done, task.segments)
+        key = (task.state, task.size, task.done, task.segments, self.app.theme)
         self.task_snapshot = task
         if key != self._key:
             rows = len(connection_lines(task))
@@ -71,20 +69,21 @@ class SegmentMap(Widget):
         """The map, the connection markers, the legend and one line per connection."""
         task = self.task_snapshot
         width = self.content_region.width or self.size.width
+        palette = theme_palette(self.app)
         if task is None:
             return Text("")
         if not task.size:
             received = format_bytes(task.done)
-            return Text(f"size unknown: {received} received in one stream (no ranges)", style="bright_black")
+            return Text(f"size unknown: {received} received in one stream (no ranges)", style=palette.muted)
         if not task.segments and task.state.value != "completed":
-            return Text("no segments yet", style="bright_black")
+            return Text("no segments yet", style=palette.muted)
         out = Text()
-        out.append_text(segment_bar(task, width))
+        out.append_text(segment_bar(task, width, palette))
         out.append("\n")
-        out.append_text(connection_markers(task, width))
+        out.append_text(connection_markers(task, width, palette))
         out.append("\n")
-        out.append_text(legend())
-        for line in connection_lines(task):
+        out.append_text(legend(palette))
+        for line in connection_lines(task, palette):
             out.append("\n")
             out.append_text(line)
         return out

@@ -23,6 +23,7 @@ from tui.formatting import (
     state_text,
     task_name,
 )
+from tui.palette import PLAIN, Palette, theme_palette
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,8 @@ def layout(width: int) -> tuple[Column, ...]:
     return tuple(Column(c.key, c.label, name_width) if c.key == "name" else c for c in fixed)
 
 
-def task_cells(task: TaskSnapshot, columns: Sequence[Column]) -> dict[str, Text]:
-    """The cells of one task's row, by column key."""
+def task_cells(task: TaskSnapshot, columns: Sequence[Column], palette: Palette = PLAIN) -> dict[str, Text]:
+    """The cells of one task's row, by column key, coloured by ``palette``."""
     cells: dict[str, Text] = {}
     for col in columns:
         match col.key:
@@ -83,9 +84,9 @@ def task_cells(task: TaskSnapshot, columns: Sequence[Column]) -> dict[str, Text]
             case "size":
                 value = Text(compact_bytes(task.size) if task.size is not None else "?")
             case "progress":
-                value = progress_cell(task.progress, col.width)
+                value = progress_cell(task.progress, col.width, palette)
             case "speed":
-                value = Text(compact_rate(task.speed if task.state.active else 0.0), style="cyan")
+                value = Text(compact_rate(task.speed if task.state.active else 0.0), style=palette.active)
             case "avg":
                 value = Text(compact_rate(task.avg_speed))
             case "eta":
@@ -93,7 +94,7 @@ def task_cells(task: TaskSnapshot, columns: Sequence[Column]) -> dict[str, Text]
             case "conns":
                 value = Text(str(task.connections) if task.connections else "-")
             case "state":
-                value = state_text(task, col.width)
+                value = state_text(task, col.width, palette)
             case _:  # pragma: no cover - layout() only makes the keys above
                 value = Text("")
         if col.right:
@@ -162,6 +163,7 @@ class TaskTable(DataTable[Text]):
         selected = self.selected_id
         cursor_row = self.cursor_row
         columns = layout(self.size.width or 80)
+        palette = theme_palette(self.app)
         changed: list[tuple[int, str]] = []
         structural = False
         with self.app.batch_update():
@@ -184,8 +186,9 @@ class TaskTable(DataTable[Text]):
                     del self._shown[tid]
                 self._order = [t for t in self._order if t in wanted_set]
                 for task in tasks:
-                    cells = task_cells(task, columns)
-                    plain = {k: v.plain + str(v.style) for k, v in cells.items()}
+                    cells = task_cells(task, columns, palette)
+                    # Spans too: a new theme recolours a bar whose text is unchanged.
+                    plain = {k: v.plain + str(v.style) + repr(v.spans) for k, v in cells.items()}
                     old = self._shown.get(task.id)
                     if old is None:
                         structural = True
