@@ -15,9 +15,12 @@ import aiohttp
 import pytest
 
 from engine.client import EngineError
-from engine.faultserver import FaultServer, FileSpec, KiB, MiB, file_matches
 from engine.remote import DaemonUnavailable, RemoteClient, Unauthorized
-from tests.test_daemon_helpers import FETCHTOP, Daemons, child_env, daemon_area
+from faultserver.content import KiB, MiB, file_matches
+from faultserver.server import FaultServer
+from faultserver.specs import FileSpec
+from tests.support.daemons import Daemons, daemon_area
+from tests.support.processes import FETCHTOP, child_env
 
 TOKEN = "s3cret-token-0123456789abcdef"
 
