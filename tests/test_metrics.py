@@ -6,7 +6,6 @@ import asyncio
 import json
 import re
 import socket
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -74,14 +73,15 @@ async def scrape(port: int) -> Samples:
 
 async def scrape_until(port: int, check: Callable[[Samples], bool], limit: float = 10.0) -> Samples:
     """Scrape until ``check`` holds for the samples, failing after ``limit`` seconds."""
-    deadline = time.monotonic() + limit
-    while True:
-        samples = await scrape(port)
-        if check(samples):
-            return samples
-        if time.monotonic() > deadline:
-            raise AssertionError(f"scrapes never satisfied the check within {limit} s: {samples}")
-        await asyncio.sleep(0.05)
+    scraped: list[Samples] = [{}]
+
+    async def satisfied() -> Samples | None:
+        scraped[0] = await scrape(port)
+        return scraped[0] if check(scraped[0]) else None
+
+    return await wait_until(
+        satisfied, lambda: f"scrapes to satisfy the check: {scraped[0]}", limit=limit, interval=0.05
+    )
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import pytest
 from tests.support.file_server import FileServer, Served, payload
 from tests.support.net import free_port
 from tests.support.processes import FETCHTOP, ROOT, child_env
+from tests.support.waiting import wait_until
 from tests.test_metrics import DASHBOARD
 
 pytestmark = pytest.mark.prometheus
@@ -80,24 +81,29 @@ class Prometheus:
         Its discovery hands targets to the scrape loop only every 5 s, so starting the command
         before that would let most of a short download go unwatched.
         """
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
+
+        async def scraped() -> bool:
             targets = (await self.api("targets"))["activeTargets"]
-            if targets and all(t["health"] != "unknown" for t in targets):
-                return
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"Prometheus never scraped its target\n{self.log.read_text()[-3000:]}")
+            return bool(targets) and all(t["health"] != "unknown" for t in targets)
+
+        await wait_until(
+            scraped, lambda: f"a first scrape\n{self.log.read_text()[-3000:]}", limit=limit, interval=0.2
+        )
 
     async def until(self, query: str, wanted: float, limit: float) -> None:
         """Poll an instant query until it returns ``wanted``, failing after ``limit`` seconds."""
-        deadline = time.monotonic() + limit
-        got: float | None = None
-        while time.monotonic() < deadline:
-            got = await self.scalar(query)
-            if got == wanted:
-                return
-            await asyncio.sleep(0.25)
-        raise AssertionError(f"{query} = {got}, wanted {wanted}\n{self.log.read_text()[-3000:]}")
+        got: list[float | None] = [None]
+
+        async def answered() -> bool:
+            got[0] = await self.scalar(query)
+            return got[0] == wanted
+
+        await wait_until(
+            answered,
+            lambda: f"{query} = {wanted} (last {got[0]})\n{self.log.read_text()[-3000:]}",
+            limit=limit,
+            interval=0.25,
+        )
 
 
 @contextlib.asynccontextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import aiohttp
@@ -10,7 +9,6 @@ import aiohttp
 from faultserver.content import KiB, file_matches
 from faultserver.server import FaultServer
 from tests.support.downloads import fast_config, opts
-from tests.support.limits import LIMIT
 from tests.support.net import free_port
 from tests.support.pilot import wait_in_app
 from tui.app import dashboard_app
@@ -37,15 +35,14 @@ async def test_dashboard_serves_metrics_from_its_engine(
     async with app.run_test(size=(100, 30)) as pilot:
         target = download_dir / "dash-metrics.bin"
         await wait_in_app(pilot, target.exists, "the download to complete")
-        text = ""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + LIMIT
+        scraped = [""]
+
+        async def caught_up() -> str | None:
+            scraped[0] = await scrape(port)
+            return scraped[0] if f"fetchtop_downloaded_bytes_total {float(size)}" in scraped[0] else None
+
         # The counter follows the engine's progress ticks: poll until it has caught up.
-        while f"fetchtop_downloaded_bytes_total {float(size)}" not in text:
-            if loop.time() > deadline:
-                raise AssertionError(f"counter never reached {size}:\n{text}")
-            text = await scrape(port)
-            await pilot.pause(0.1)
+        text = await wait_in_app(pilot, caught_up, lambda: f"the counter to reach {size}:\n{scraped[0]}")
         assert 'fetchtop_downloads_finished_total{result="completed"} 1.0' in text
         await pilot.press("q")
     assert file_matches(str(target), "dash-metrics.bin", size)
