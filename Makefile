@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(BIN)/fetchtop demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine tui tests
-	$(BIN)/ruff format --check engine tui tests
+	$(BIN)/ruff check engine faultserver tui tests
+	$(BIN)/ruff format --check engine faultserver tui tests
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)

@@ -32,13 +32,12 @@ from engine.events import (
     TaskStarted,
 )
 from engine.http import DownloadError, classify
-from engine.models import EngineSnapshot, TaskOptions, TaskSnapshot, TaskState
+from engine.models import MAX_CONNECTIONS, EngineSnapshot, TaskOptions, TaskSnapshot, TaskState
 from engine.ratemeter import RateMeter
 from engine.session import load_session, save_session
 from engine.task import Task
 from engine.tokenbucket import TokenBucket
 
-MAX_CONNECTIONS = 32
 READ_BUFSIZE = 256 * 1024
 """aiohttp's per-response buffer: big enough that fast loopback reads come in large pieces."""
 
@@ -446,4 +445,4 @@ class Engine:
                 return
 
 
-__all__ = ["MAX_CONNECTIONS", "Engine", "EngineConfig", "validate_options"]
+__all__ = ["Engine", "EngineConfig", "validate_options"]

@@ -11,6 +11,9 @@ from enum import StrEnum
 
 MiB = 1024 * 1024
 
+MAX_CONNECTIONS = 32
+"""The most connections one download may use (the engine refuses more; the CLI says so first)."""
+
 
 class TaskState(StrEnum):
     """The lifecycle of one download."""

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from engine.faultserver import FaultServer, ThreadedFaultServer
-from tests.cli_helpers import Processes, cli_env
+from faultserver.runner import ThreadedFaultServer
+from faultserver.server import FaultServer
+from tests.support.processes import Processes, child_env
 
 
 @pytest_asyncio.fixture
@@ -42,7 +43,7 @@ def procs(tmp_path: Path) -> Iterator[Processes]:
     home.mkdir()
     work = tmp_path / "work"
     work.mkdir()
-    p = Processes(work, cli_env(home))
+    p = Processes(work, child_env(home))
     try:
         yield p
     finally:

@@ -149,6 +149,7 @@ def test_garbage_is_ignored(value: str | None) -> None:
     assert parse_retry_after(value, NOW) is None
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=40))
 def test_any_text_gives_none_or_a_bounded_delay(value: str) -> None:

@@ -11,6 +11,7 @@ from engine import bus as bus_module
 from engine.bus import MAX_BACKLOG, EventBus, Subscription
 from engine.events import Event, ProgressUpdated, SegmentFinished, TaskAdded, TaskPaused, TaskRemoved
 from engine.models import EngineSnapshot, TaskOptions, TaskSnapshot, TaskState
+from tests.support.limits import LIMIT
 
 
 def progress(n: int) -> ProgressUpdated:
@@ -21,10 +22,6 @@ def progress(n: int) -> ProgressUpdated:
 def lifecycle(n: int) -> SegmentFinished:
     """The n-th lifecycle event, recognisable by its ``start``."""
     return SegmentFinished(float(n), 1, start=n, end=n + 1)
-
-
-LIMIT = 2.0
-"""Seconds any read in these tests may take before the test fails rather than hangs."""
 
 
 async def drain(sub: Subscription) -> list[Event]:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_daemon_helpers import FETCHTOP, RUN_TIMEOUT, child_env
+from tests.support.limits import RUN_TIMEOUT
+from tests.support.processes import FETCHTOP, child_env
 from tui.daemon_cli import NO_DAEMON
 
 EVERY_COMMAND = ("get", "demo", "daemon", "add", "ls", "pause", "resume", "rm", "limit", "stop", "attach")

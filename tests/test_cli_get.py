@@ -16,20 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.faultserver import FaultServer, KiB, MiB, expected_bytes, expected_sha256, file_matches
-from tests.cli_helpers import Processes, Result, assert_no_traceback, closed_port_url
+from faultserver.content import KiB, MiB, expected_bytes, expected_sha256, file_matches
+from faultserver.server import FaultServer
+from tests.support.net import closed_port_url
+from tests.support.processes import Processes, assert_clean_success, assert_no_traceback
 
 
 def leftovers(directory: Path) -> list[str]:
     """Part and control files still in ``directory``."""
     return sorted(p.name for p in directory.iterdir() if ".part" in p.name)
-
-
-def assert_clean_success(res: Result) -> None:
-    """Exit 0 with nothing on stderr."""
-    assert res.returncode == 0, res.describe()
-    assert res.err_lines == [], res.describe()
-    assert_no_traceback(res.stdout, res.stderr)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -304,6 +299,7 @@ def test_non_tty_stdout_gets_plain_progress_lines(
     assert file_matches(str(procs.cwd / "p" / "plain.bin"), "plain.bin", size)
 
 
+@pytest.mark.slow
 def test_limit_rate_slows_the_download(threaded_fault_server: FaultServer, procs: Processes) -> None:
     srv = threaded_fault_server
     size = 2 * MiB

@@ -13,16 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.faultserver import FaultServer, MiB, RequestRecord, etag_for, expected_bytes, expected_sha256
-from tests.cli_helpers import (
-    Processes,
-    Result,
-    assert_no_traceback,
-    claimed_bytes,
-    claimed_ranges,
-    parse_range,
-    read_control,
-)
+from faultserver.content import MiB, etag_for, expected_bytes, expected_sha256
+from faultserver.server import FaultServer
+from faultserver.specs import RequestRecord
+from tests.support.control import claimed_bytes, claimed_ranges, parse_range, read_control
+from tests.support.processes import Processes, Result, assert_no_traceback
+from tests.support.waiting import wait_until_sync
 
 NAME = "resume-me.bin"
 SIZE = 8 * MiB
@@ -120,6 +116,7 @@ def check_finished(p: Paths, res: Result, others: tuple[str, ...] = ()) -> None:
     assert digest == expected_sha256(NAME, SIZE)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("extra", "saved_as", "taken"),
     [
@@ -160,7 +157,7 @@ def test_kill_9_mid_download_then_same_command_resumes(
     check_part_holds_claims(p, done)
 
     stats = srv.stats(NAME)
-    time.sleep(0.2)  # let the server notice the dead client before counting
+    wait_until_sync(lambda: stats.active == 0, "the server to notice the dead client before counting")
     before_records, before_sent = len(stats.records), stats.bytes_sent
     srv.update(NAME, rate=SECOND_RATE)
 
@@ -178,6 +175,7 @@ def test_kill_9_mid_download_then_same_command_resumes(
     assert stats.bytes_sent < 2 * SIZE, stats.bytes_sent
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_exits_130_saves_state_and_resumes(
     threaded_fault_server: FaultServer, procs: Processes, sig: signal.Signals
@@ -205,7 +203,7 @@ def test_interrupt_exits_130_saves_state_and_resumes(
     check_part_holds_claims(p, done)
 
     stats = srv.stats(NAME)
-    time.sleep(0.2)
+    wait_until_sync(lambda: stats.active == 0, "the server to end the stopped client's responses")
     # A clean stop saves everything that arrived: the control file accounts for the bytes served
     # but for what was still in the socket buffers (well under a MiB at this rate).
     assert stats.bytes_sent - claimed < 1 * MiB, (stats.bytes_sent, claimed)

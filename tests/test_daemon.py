@@ -15,8 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.faultserver import FaultServer, FileSpec, KiB, MiB, expected_sha256, file_matches
-from tests.test_daemon_helpers import FETCHTOP, Daemons, child_env, daemon_area, wait_for
+from faultserver.content import KiB, MiB, expected_sha256, file_matches
+from faultserver.server import FaultServer
+from faultserver.specs import FileSpec
+from tests.support.control import claimed_bytes, read_control
+from tests.support.daemons import Daemons, daemon_area
+from tests.support.downloads import sha256_of
+from tests.support.processes import FETCHTOP, child_env
+from tests.support.waiting import wait_until_sync
 from tui.daemon_cli import NO_DAEMON
 
 
@@ -26,21 +32,7 @@ def daemons() -> Iterator[Daemons]:
         yield area
 
 
-def sha256_of(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def control_done(path: Path) -> int:
-    """Bytes a control file claims are on disk (0 if it is missing or being replaced)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return 0
-    return sum(b - a for a, b in data.get("done", []))
-
-
+@pytest.mark.slow
 def test_add_ls_and_complete_with_the_right_bytes(
     daemons: Daemons, threaded_fault_server: FaultServer
 ) -> None:
@@ -88,6 +80,7 @@ def test_add_resolves_a_relative_directory_against_the_callers(
     assert not (daemons.base / "elsewhere").exists()
 
 
+@pytest.mark.slow
 def test_kill_9_mid_download_then_restart_resumes_from_the_control_file(
     daemons: Daemons, threaded_fault_server: FaultServer
 ) -> None:
@@ -98,10 +91,14 @@ def test_kill_9_mid_download_then_restart_resumes_from_the_control_file(
     # Many connections make the engine write (and so checkpoint) in small blocks of 256 KiB.
     int(daemons.ok("add", "-x", "32", url))
     control = daemons.downloads / "crash.bin.part.json"
-    wait_for(lambda: control_done(control) >= 512 * KiB, 20, "the control file to claim progress")
+    wait_until_sync(
+        lambda: claimed_bytes(read_control(control)) >= 512 * KiB,
+        "the control file to claim progress",
+        limit=20,
+    )
     first.proc.send_signal(signal.SIGKILL)
     first.wait_exit()
-    claimed = control_done(control)
+    claimed = claimed_bytes(read_control(control))
     assert 0 < claimed < size
 
     stale = daemons.cli("ls")
@@ -122,6 +119,7 @@ def test_kill_9_mid_download_then_restart_resumes_from_the_control_file(
     assert min(starts) >= 256 * KiB, [r.range for r in again]
 
 
+@pytest.mark.slow
 def test_stop_saves_the_session_and_a_restart_goes_on_downloading(
     daemons: Daemons, threaded_fault_server: FaultServer
 ) -> None:
@@ -133,7 +131,7 @@ def test_stop_saves_the_session_and_a_restart_goes_on_downloading(
     run_id = int(daemons.ok("add", "-x", "1", running))
     held_id = int(daemons.ok("add", held))
     daemons.ok("pause", str(held_id))
-    wait_for(lambda: daemons.task(run_id)["done"] >= 128 * KiB, 20, "some progress")
+    wait_until_sync(lambda: daemons.task(run_id)["done"] >= 128 * KiB, "some progress", limit=20)
 
     out = daemons.ok("stop")
     assert "stopped" in out
@@ -152,6 +150,7 @@ def test_stop_saves_the_session_and_a_restart_goes_on_downloading(
     assert daemons.task(tasks[held]["id"])["state"] == "paused"
 
 
+@pytest.mark.slow
 def test_cli_commands_steer_the_daemon(daemons: Daemons, threaded_fault_server: FaultServer) -> None:
     srv = threaded_fault_server
     url = srv.add(FileSpec("slow.bin", size=1 * MiB, rate=64 * KiB, chunk_size=8 * KiB))
@@ -173,7 +172,7 @@ def test_cli_commands_steer_the_daemon(daemons: Daemons, threaded_fault_server: 
     daemons.wait_state(second, "completed")
     daemons.ok("resume", str(first))
     daemons.wait_state(first, "downloading")
-    wait_for(lambda: (daemons.downloads / "slow.bin.part").exists(), 10, "the part file")
+    wait_until_sync(lambda: (daemons.downloads / "slow.bin.part").exists(), "the part file", limit=10)
 
     daemons.ok("rm", "--delete", str(first))
     assert [t["id"] for t in daemons.snapshot()["tasks"]] == [second]
@@ -189,6 +188,7 @@ def test_cli_commands_steer_the_daemon(daemons: Daemons, threaded_fault_server: 
     assert none.returncode == 2 and "no task id" in none.stderr
 
 
+@pytest.mark.slow
 def test_commands_say_no_daemon_in_one_line(daemons: Daemons) -> None:
     commands = (
         ("ls",),
@@ -234,6 +234,7 @@ def test_the_scripting_commands_do_not_import_the_ui() -> None:
     assert out.stdout.strip() == ""
 
 
+@pytest.mark.slow
 def test_detach_runs_in_the_background_until_stopped(
     daemons: Daemons, threaded_fault_server: FaultServer
 ) -> None:
@@ -276,7 +277,7 @@ def test_detach_runs_in_the_background_until_stopped(
             return True
         return "\nState:\tZ" in status
 
-    wait_for(gone, 20, "the detached daemon to exit")
+    wait_until_sync(gone, "the detached daemon to exit", limit=20)
     assert not (daemons.state_dir / "daemon.pid").exists()
 
 

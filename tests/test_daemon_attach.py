@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from engine.client import DaemonUnavailable
 from engine.daemon.client import ConnectionLost, ConnectionRestored, RemoteClient
 from engine.events import ProgressUpdated
-from engine.faultserver import FaultServer, FileSpec, KiB, MiB, file_matches
 from engine.models import TaskState
-from tests.test_daemon_helpers import Daemons, daemon_area
+from faultserver.content import KiB, MiB, file_matches
+from faultserver.server import FaultServer
+from faultserver.specs import FileSpec
+from tests.support.daemons import Daemons, daemon_area
+from tests.support.waiting import wait_until
 from tui.app import FetchtopApp
 
 
@@ -24,15 +27,6 @@ def daemons() -> Iterator[Daemons]:
         yield area
 
 
-async def until(predicate: Callable[[], object], limit: float, what: str) -> None:
-    """Poll (without blocking the loop the app runs on) until ``predicate()`` is truthy."""
-    for _ in range(int(limit / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    pytest.fail(f"timed out after {limit}s waiting for {what}")
-
-
 def attach_app(daemons: Daemons) -> FetchtopApp:
     sock = str(daemons.state_dir / "daemon.sock")
     return FetchtopApp(
@@ -40,6 +34,7 @@ def attach_app(daemons: Daemons) -> FetchtopApp:
     )
 
 
+@pytest.mark.slow
 async def test_attach_pause_with_a_key_detach_and_resume_from_the_cli(
     daemons: Daemons, threaded_fault_server: FaultServer
 ) -> None:
@@ -56,12 +51,19 @@ async def test_attach_pause_with_a_key_detach_and_resume_from_the_cli(
             task = app.model.task(task_id)
             return None if task is None else task.state
 
-        await until(lambda: state() is TaskState.DOWNLOADING, 15, "the dashboard to show the download")
+        await wait_until(
+            lambda: state() is TaskState.DOWNLOADING,
+            "the dashboard to show the download",
+            limit=15,
+            interval=0.05,
+        )
         await pilot.pause()
         await pilot.press("p")
-        await until(lambda: state() is TaskState.PAUSED, 10, "the daemon to report the pause")
+        await wait_until(
+            lambda: state() is TaskState.PAUSED, "the daemon to report the pause", limit=10, interval=0.05
+        )
         await pilot.press("q")
-        await until(lambda: not app.is_running, 10, "the dashboard to quit")
+        await wait_until(lambda: not app.is_running, "the dashboard to quit", limit=10, interval=0.05)
     assert app.return_code == 0
 
     # The daemon outlives the dashboard, with the task still paused and not moving.
@@ -81,16 +83,16 @@ async def test_the_dashboard_shows_a_lost_daemon_and_reconnects(daemons: Daemons
     first = await asyncio.to_thread(daemons.start)
     app = attach_app(daemons)
     async with app.run_test(size=(150, 45)) as pilot:
-        await until(lambda: app.model.snapshot.time > 0, 10, "a first snapshot")
+        await wait_until(lambda: app.model.snapshot.time > 0, "a first snapshot", limit=10, interval=0.05)
         assert app.connected
         first.proc.send_signal(signal.SIGKILL)
         await asyncio.to_thread(first.wait_exit)
-        await until(lambda: not app.connected, 10, "the dashboard to notice")
+        await wait_until(lambda: not app.connected, "the dashboard to notice", limit=10, interval=0.05)
         assert app.is_running, "a lost daemon must not end the dashboard"
         await asyncio.to_thread(daemons.start)
-        await until(lambda: app.connected, 15, "the dashboard to reconnect")
+        await wait_until(lambda: app.connected, "the dashboard to reconnect", limit=15, interval=0.05)
         await pilot.press("q")
-        await until(lambda: not app.is_running, 10, "the dashboard to quit")
+        await wait_until(lambda: not app.is_running, "the dashboard to quit", limit=10, interval=0.05)
 
 
 async def test_a_reconnecting_subscription_reports_the_gap(daemons: Daemons) -> None:

@@ -10,10 +10,12 @@ import pytest
 from engine import bus as bus_module
 from engine.daemon.config import DaemonConfig
 from engine.daemon.server import Daemon
-from engine.faultserver import FaultServer
 from engine.models import TaskOptions, TaskState
 from engine.session import save_session
-from tests.engine_helpers import KiB, fast_config
+from faultserver.content import KiB
+from faultserver.server import FaultServer
+from tests.support.downloads import fast_config
+from tests.support.waiting import wait_until
 
 
 async def test_history_survives_a_huge_restored_queue(
@@ -41,10 +43,11 @@ async def test_history_survives_a_huge_restored_queue(
         url = fault_server.add_file("recorded.bin", 128 * KiB)
         tid = await daemon.engine.add(url, TaskOptions(directory=str(downloads)))
         await asyncio.wait_for(daemon.engine.wait([tid]), 30)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while not any(t.url == url for t in daemon.history.tasks):
-            assert loop.time() < deadline, "the completed task never reached the history"
-            await asyncio.sleep(0.05)
+        await wait_until(
+            lambda: any(t.url == url for t in daemon.history.tasks),
+            "the completed task to reach the history",
+            limit=10,
+            interval=0.05,
+        )
     finally:
         await daemon.close()

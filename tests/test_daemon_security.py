@@ -16,8 +16,12 @@ import pytest
 
 from engine.client import DaemonUnavailable, EngineError, Unauthorized
 from engine.daemon.client import RemoteClient
-from engine.faultserver import FaultServer, FileSpec, KiB, MiB, file_matches
-from tests.test_daemon_helpers import FETCHTOP, Daemons, child_env, daemon_area
+from faultserver.content import KiB, MiB, file_matches
+from faultserver.server import FaultServer
+from faultserver.specs import FileSpec
+from tests.support.daemons import Daemons, daemon_area
+from tests.support.processes import FETCHTOP, child_env
+from tests.support.waiting import wait_until
 
 TOKEN = "s3cret-token-0123456789abcdef"
 
@@ -207,10 +211,7 @@ async def test_a_flood_of_bad_requests_does_not_stop_a_download(
             assert task is not None
             return task.done
 
-        for _ in range(200):  # at most 10 s
-            if before := await progress():
-                break
-            await asyncio.sleep(0.05)
+        before = await wait_until(progress, "the download to start", limit=10, interval=0.05)
         assert before > 0, "the download never started"
         garbage: list[tuple[str, str, dict[str, Any]]] = [
             ("POST", "/v1/add", {"data": b"{"}),
@@ -251,14 +252,11 @@ async def test_a_flood_of_bad_requests_does_not_stop_a_download(
         srv.update("steady.bin", rate=None)
 
         async def finished() -> Any:
-            while True:
-                task = (await client.get_snapshot()).task(task_id)
-                assert task is not None and task.state.value != "failed", task
-                if task.state.value == "completed":
-                    return task
-                await asyncio.sleep(0.1)
+            task = (await client.get_snapshot()).task(task_id)
+            assert task is not None and task.state.value != "failed", task
+            return task if task.state.value == "completed" else None
 
-        task = await asyncio.wait_for(finished(), 30)
+        task = await wait_until(finished, "the download to complete", limit=30, interval=0.1)
         assert task.path is not None and file_matches(task.path, "steady.bin", size)
         assert len((await client.get_snapshot()).tasks) == 1, "a bad add slipped through"
     assert daemons.started[-1].proc.poll() is None

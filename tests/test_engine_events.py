@@ -10,20 +10,20 @@ from pathlib import Path
 
 from engine.codec import event_from_json, event_to_json, to_plain
 from engine.engine import Engine
-from engine.events import Event, ProgressUpdated, SegmentFinished, TaskCompleted, TaskRemoved
-from engine.faultserver import FaultServer
-from engine.models import SegmentState, TaskState
-from tests.engine_helpers import (
-    EventLog,
-    KiB,
-    MiB,
-    assert_exact,
-    fast_config,
-    listing,
-    opts,
-    wait_for_state,
-    wait_until_done,
+from engine.events import (
+    Event,
+    ProgressUpdated,
+    SegmentFinished,
+    TaskCancelled,
+    TaskCompleted,
+    TaskFailed,
+    TaskRemoved,
 )
+from engine.models import SegmentState, TaskState
+from faultserver.content import KiB, MiB
+from faultserver.server import FaultServer
+from tests.support.downloads import assert_exact, fast_config, listing, opts, wait_for_state, wait_until_done
+from tests.support.events import EventLog
 
 
 def without_segments(names: list[str]) -> list[str]:
@@ -45,7 +45,8 @@ async def test_lifecycle_events_in_order_for_every_subscriber(
         async with EventLog(engine) as late:
             await engine.remove(tid)
             await late.wait_for(TaskRemoved, tid, limit=5)
-        await asyncio.sleep(0.05)
+        await one.wait_for(TaskRemoved, tid)
+        await two.wait_for(TaskRemoved, tid)
     expected = [
         "TaskAdded",
         "TaskStarted",
@@ -78,7 +79,7 @@ async def test_failed_and_cancelled_lifecycles(fault_server: FaultServer, downlo
         await wait_until_done(engine, failed)
         await wait_for_state(engine, cancelled, lambda t: t.done > 0)
         await engine.cancel(cancelled)
-        await asyncio.sleep(0.05)
+        await log.wait_for(TaskCancelled, cancelled)
     assert log.lifecycle(failed) == ["TaskAdded", "TaskStarted", "TaskFailed"]
     assert without_segments(log.lifecycle(cancelled)) == [
         "TaskAdded",
@@ -181,7 +182,7 @@ async def test_every_event_round_trips_through_json(fault_server: FaultServer, d
         await engine.resume(ok)
         await asyncio.wait_for(engine.wait(), 30)
         await engine.remove(queued)
-        await asyncio.sleep(0.1)
+        await log.wait_for(TaskRemoved, queued)
     kinds = {type(e).__name__ for e in log.events}
     assert kinds >= {
         "TaskAdded",
@@ -236,7 +237,8 @@ async def test_credentials_never_appear(
         await wait_for_state(engine, ids[0], lambda t: t.done > 0)
         control_texts = [p.read_text() for p in download_dir.glob("*.part.json")]  # noqa: ASYNC240
         final = await asyncio.wait_for(engine.wait(ids), 30)
-        await asyncio.sleep(0.1)
+        for tid, ending in zip(ids, [TaskCompleted, TaskCompleted, TaskFailed, TaskFailed], strict=True):
+            await log.wait_for(ending, tid)
     # The credentials worked for every request, including segments after the probe and redirects.
     for tid, name in zip(ids[:2], ["private.bin", "private2.bin"], strict=True):
         task = final.task(tid)

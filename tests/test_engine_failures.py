@@ -11,19 +11,12 @@ import pytest
 
 from engine.engine import Engine
 from engine.events import TaskFailed, TaskRetrying
-from engine.faultserver import FaultServer
 from engine.models import TaskState
-from tests.engine_helpers import (
-    EventLog,
-    KiB,
-    MiB,
-    assert_exact,
-    closed_range,
-    download,
-    fast_config,
-    listing,
-    opts,
-)
+from faultserver.content import KiB, MiB
+from faultserver.server import FaultServer
+from tests.support.control import closed_range
+from tests.support.downloads import assert_exact, download, fast_config, listing, opts
+from tests.support.events import EventLog
 
 
 async def test_truncated_bodies_are_detected_and_retried(

@@ -15,9 +15,10 @@ import pytest_asyncio
 from aiohttp import web
 
 from engine.engine import Engine
-from engine.faultserver import FaultServer, expected_bytes
 from engine.models import TaskState
-from tests.engine_helpers import KiB, assert_exact, download, fast_config, opts
+from faultserver.content import KiB, expected_bytes
+from faultserver.server import FaultServer
+from tests.support.downloads import assert_exact, download, fast_config, opts
 
 SIZE = 192 * KiB
 

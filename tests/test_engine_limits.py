@@ -11,20 +11,15 @@ import statistics
 import time
 from pathlib import Path
 
+import pytest
+
 from engine.engine import Engine
 from engine.events import LimitChanged
-from engine.faultserver import FaultServer
 from engine.models import TaskState
-from tests.engine_helpers import (
-    EventLog,
-    KiB,
-    MiB,
-    assert_exact,
-    fast_config,
-    opts,
-    wait_for_state,
-    wait_until_done,
-)
+from faultserver.content import KiB, MiB
+from faultserver.server import FaultServer
+from tests.support.downloads import assert_exact, fast_config, opts, wait_for_state, wait_until_done
+from tests.support.events import EventLog
 
 
 async def measured_rate(engine: Engine, ids: list[int], seconds: float, interval: float = 0.05) -> float:
@@ -51,6 +46,7 @@ async def measured_rate(engine: Engine, ids: list[int], seconds: float, interval
     return slope
 
 
+@pytest.mark.slow
 async def test_per_task_limit(fault_server: FaultServer, download_dir: Path) -> None:
     limit = 200 * KiB
     size = 1 * MiB
@@ -68,6 +64,7 @@ async def test_per_task_limit(fault_server: FaultServer, download_dir: Path) -> 
     assert_exact(task.path, "limited.bin", size)
 
 
+@pytest.mark.slow
 async def test_global_limit_is_shared_by_all_tasks(fault_server: FaultServer, download_dir: Path) -> None:
     limit = 240 * KiB
     size = 1 * MiB
@@ -90,6 +87,7 @@ async def test_global_limit_is_shared_by_all_tasks(fault_server: FaultServer, do
         assert_exact(task.path, f"shared-{i}.bin", size)
 
 
+@pytest.mark.slow
 async def test_limit_changed_while_running_takes_effect(
     fault_server: FaultServer, download_dir: Path
 ) -> None:
@@ -118,6 +116,7 @@ async def test_limit_changed_while_running_takes_effect(
     assert [(c.task_id, c.limit) for c in changes] == [(tid, 400 * KiB), (tid, None)]
 
 
+@pytest.mark.slow
 async def test_global_limit_set_while_running(fault_server: FaultServer, download_dir: Path) -> None:
     size = 3 * MiB
     url = fault_server.add_file("later-limited.bin", size, rate=2 * MiB)

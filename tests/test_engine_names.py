@@ -10,17 +10,11 @@ import pytest
 
 from engine.engine import Engine
 from engine.events import TaskCompleted, TaskFailed, TaskVerifying
-from engine.faultserver import FaultServer, expected_bytes, expected_sha256
 from engine.models import TaskState
-from tests.engine_helpers import (
-    EventLog,
-    KiB,
-    assert_exact,
-    download,
-    fast_config,
-    listing,
-    opts,
-)
+from faultserver.content import KiB, expected_bytes, expected_sha256
+from faultserver.server import FaultServer
+from tests.support.downloads import assert_exact, download, fast_config, listing, opts
+from tests.support.events import EventLog
 
 SIZE = 200 * KiB + 11
 

@@ -9,20 +9,13 @@ from aiohttp import web
 
 from engine.engine import Engine
 from engine.events import SegmentFinished, TaskFailed, TaskProbed, TaskRetrying
-from engine.faultserver import FaultServer, content_view, etag_for
 from engine.models import TaskState
-from tests.engine_helpers import (
-    EventLog,
-    KiB,
-    MiB,
-    RogueServer,
-    assert_exact,
-    closed_range,
-    download,
-    fast_config,
-    listing,
-    opts,
-)
+from faultserver.content import KiB, MiB, content_view, etag_for
+from faultserver.server import FaultServer
+from tests.support.control import closed_range
+from tests.support.downloads import assert_exact, download, fast_config, listing, opts
+from tests.support.events import EventLog
+from tests.support.rogue_server import RogueServer
 
 
 async def test_probe_is_a_ranged_get_reused_as_the_first_segment(

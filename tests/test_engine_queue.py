@@ -11,17 +11,12 @@ import pytest
 from engine.client import EngineError
 from engine.engine import Engine
 from engine.events import TaskCompleted, TaskMoved, TaskStarted
-from engine.faultserver import FaultServer, wait_until
 from engine.models import TaskState
-from tests.engine_helpers import (
-    EventLog,
-    KiB,
-    assert_exact,
-    fast_config,
-    opts,
-    wait_for_state,
-    wait_until_done,
-)
+from faultserver.content import KiB
+from faultserver.server import FaultServer
+from tests.support.downloads import assert_exact, fast_config, opts, wait_for_state, wait_until_done
+from tests.support.events import EventLog
+from tests.support.waiting import wait_until
 
 SMALL = 256 * KiB
 
@@ -34,7 +29,7 @@ async def test_jobs_1_runs_tasks_one_at_a_time_in_order(
     async with Engine(fast_config(jobs=1)) as engine, EventLog(engine) as log:
         ids = [await engine.add(u, opts(download_dir, connections=2)) for u in urls]
         await asyncio.wait_for(engine.wait(ids), 30)
-        await asyncio.sleep(0.05)
+        await log.wait_for(TaskCompleted, ids[-1])
     assert [e.task_id for e in log.of(TaskStarted)] == ids
     assert [e.task_id for e in log.of(TaskCompleted)] == ids
     # Each task started only after the one before completed.
@@ -82,7 +77,8 @@ async def test_move_reorders_the_queue(fault_server: FaultServer, download_dir: 
         with pytest.raises(EngineError):
             await engine.move(999, 1)
         await asyncio.wait_for(engine.wait(), 30)
-        await asyncio.sleep(0.05)
+        for tid in (blocker, a, c, b):
+            await log.wait_for(TaskCompleted, tid)
     moved = [(e.task_id, e.position) for e in log.of(TaskMoved)]
     assert moved == [(c, 1), (a, 0)]
     # The running blocker kept its slot; the rest started in their new order.
@@ -118,7 +114,7 @@ async def test_pause_all_and_resume_all(fault_server: FaultServer, download_dir:
         snap = engine.snapshot()
         assert [t.state for t in snap.tasks] == [TaskState.PAUSED] * 3
         assert snap.connections == 0
-        await wait_until(lambda: fault_server.active == 0, limit=5)
+        await wait_until(lambda: fault_server.active == 0, "the server to end every response", limit=5)
         kept = [t.done for t in snap.tasks]
         assert kept[0] >= 100 * KiB
         for name in names:

@@ -12,21 +12,14 @@ import pytest
 from engine.client import EngineError
 from engine.engine import Engine
 from engine.events import TaskCancelled, TaskProbed, TaskRemoved, TaskRestarted
-from engine.faultserver import FaultServer, content_view, etag_for, wait_until
 from engine.models import TaskSnapshot, TaskState
 from engine.ranges import RangeSet
-from tests.engine_helpers import (
-    EventLog,
-    KiB,
-    MiB,
-    assert_exact,
-    closed_range,
-    fast_config,
-    listing,
-    opts,
-    wait_for_state,
-    wait_until_done,
-)
+from faultserver.content import KiB, MiB, content_view, etag_for
+from faultserver.server import FaultServer
+from tests.support.control import closed_range
+from tests.support.downloads import assert_exact, fast_config, listing, opts, wait_for_state, wait_until_done
+from tests.support.events import EventLog
+from tests.support.waiting import wait_until
 
 SIZE = 2 * MiB + 4321
 
@@ -81,7 +74,7 @@ async def test_pause_and_resume_keep_progress(fault_server: FaultServer, downloa
         assert paused.connections == 0
         assert 600 * KiB <= paused.done < SIZE
         stats = fault_server.stats("pause.bin")
-        await wait_until(lambda: stats.active == 0, limit=5)
+        await wait_until(lambda: stats.active == 0, "the server to end every response", limit=5)
         # What the snapshot says is done is what the control file says is on disk, and it is right.
         control = read_control(paused)
         done = done_ranges(control)
@@ -139,7 +132,7 @@ async def test_cancel_stops_and_keeps_the_part_file(fault_server: FaultServer, d
         assert task.state is TaskState.CANCELLED
         assert task.connections == 0
         stats = fault_server.stats("cancel.bin")
-        await wait_until(lambda: stats.active == 0, limit=5)
+        await wait_until(lambda: stats.active == 0, "the server to end every response", limit=5)
         requests = stats.requests
         await asyncio.sleep(0.3)
         assert stats.requests == requests
@@ -169,7 +162,7 @@ async def test_remove(fault_server: FaultServer, download_dir: Path, delete_file
         with pytest.raises(EngineError):
             await engine.resume(tid)
         stats = fault_server.stats("remove.bin")
-        await wait_until(lambda: stats.active == 0, limit=5)
+        await wait_until(lambda: stats.active == 0, "the server to end every response", limit=5)
     assert running.part_path is not None
     if delete_files:
         assert listing(download_dir) == []

@@ -7,14 +7,17 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
+
 from engine.engine import Engine
-from engine.faultserver import FaultServer
 from engine.models import TaskState
-from tests.engine_helpers import KiB, MiB, assert_exact, download, fast_config, opts, wait_for_state
+from faultserver.content import KiB, MiB
+from faultserver.server import FaultServer
+from tests.support.downloads import assert_exact, download, fast_config, opts, wait_for_state
+from tests.support.limits import LIMIT
 
-LIMIT = 30.0
 
-
+@pytest.mark.slow
 async def test_pausing_many_times_never_raises_the_per_host_cap(
     fault_server: FaultServer, download_dir: Path
 ) -> None:

@@ -8,20 +8,16 @@ import itertools
 import time
 from pathlib import Path
 
+import pytest
+
 from engine.engine import Engine
 from engine.events import SegmentFinished, TaskFailed
-from engine.faultserver import FaultServer
 from engine.models import TaskState
-from tests.engine_helpers import (
-    EventLog,
-    KiB,
-    MiB,
-    assert_exact,
-    closed_range,
-    download,
-    fast_config,
-    opts,
-)
+from faultserver.content import KiB, MiB
+from faultserver.server import FaultServer
+from tests.support.control import closed_range
+from tests.support.downloads import assert_exact, download, fast_config, opts
+from tests.support.events import EventLog
 
 
 async def test_idle_connections_take_over_a_slow_range(fault_server: FaultServer, download_dir: Path) -> None:
@@ -48,6 +44,7 @@ async def test_idle_connections_take_over_a_slow_range(fault_server: FaultServer
     assert stats.requests > 4
 
 
+@pytest.mark.slow
 async def test_idle_connections_take_over_a_throttled_range(
     fault_server: FaultServer, download_dir: Path
 ) -> None:

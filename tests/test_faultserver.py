@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
-import os
+import pkgutil
 import re
 import signal
 import subprocess
@@ -13,29 +14,32 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import IO
 
 import aiohttp
 import pytest
 import pytest_asyncio
 from multidict import CIMultiDictProxy
 
-from engine.faultserver import (
+import faultserver
+from faultserver.content import (
     PATTERN_PERIOD,
-    FaultServer,
-    FileSpec,
     KiB,
     MiB,
     content_view,
-    demo_files,
     etag_for,
     expected_bytes,
     expected_sha256,
     file_matches,
     last_modified_for,
-    wait_until,
 )
+from faultserver.server import FaultServer
+from faultserver.specs import FileSpec
+from tests.support.processes import FETCHTOP, child_env
+from tests.support.waiting import wait_until
+from tui.demo import demo_files
 
 
 @pytest_asyncio.fixture
@@ -532,7 +536,7 @@ async def test_cap_on_concurrent_connections(
     ok: list[aiohttp.ClientResponse] = []
     for _ in range(2):
         ok.append(await client.get(url))
-    await wait_until(lambda: fault_server.stats("capped.bin").active == 2, 5)
+    await wait_until(lambda: fault_server.stats("capped.bin").active == 2, "two responses in flight", limit=5)
     status, headers, _ = await fetch(client, url)
     assert (status, headers["Retry-After"]) == (503, "1")
     for resp in ok:
@@ -540,7 +544,7 @@ async def test_cap_on_concurrent_connections(
         assert await resp.read() == expected_bytes("capped.bin", 40 * KiB)
         resp.release()
     st = fault_server.stats("capped.bin")
-    await wait_until(lambda: st.active == 0, 5)
+    await wait_until(lambda: st.active == 0, "the server to end every response", limit=5)
     assert (await fetch(client, url))[0] == 200
     assert (st.peak_concurrent, st.rejections, st.active) == (2, 1, 0)
     assert st.statuses == [200, 200, 503, 200]
@@ -561,7 +565,7 @@ async def test_client_disconnect_mid_body_is_accounted(
         got += await resp.content.read(64 * KiB)
     resp.close()  # drops the connection mid-body
     st = fault_server.stats("drop.bin")
-    await wait_until(lambda: st.records[0].outcome != "pending", 5)
+    await wait_until(lambda: st.records[0].outcome != "pending", "the first response to end", limit=5)
     rec = st.records[0]
     assert rec.outcome == "disconnected"
     assert len(got) <= rec.bytes_sent < size // 2
@@ -577,10 +581,10 @@ async def test_disconnect_during_a_stall_ends_the_handler_promptly(
     resp = await client.get(url)
     await resp.content.readexactly(10 * KiB)
     st = fault_server.stats("hang.bin")
-    await wait_until(lambda: st.stalls == 1, 5)
+    await wait_until(lambda: st.stalls == 1, "the stall to start", limit=5)
     t0 = time.monotonic()
     resp.close()
-    await wait_until(lambda: st.active == 0, 5)
+    await wait_until(lambda: st.active == 0, "the server to end every response", limit=5)
     assert time.monotonic() - t0 < 2
     assert st.records[0].outcome == "disconnected"
     assert st.records[0].bytes_sent == 10 * KiB
@@ -590,7 +594,7 @@ async def test_stop_ends_responses_in_flight_quickly(client: aiohttp.ClientSessi
     srv = await FaultServer().start()
     url = srv.add_file("forever.bin", 10 * MiB, stall_after=0, stall_for=60)
     resp = await client.get(url)
-    await wait_until(lambda: srv.stats("forever.bin").stalls == 1, 5)
+    await wait_until(lambda: srv.stats("forever.bin").stalls == 1, "the stall to start", limit=5)
     t0 = time.monotonic()
     await srv.stop()
     assert time.monotonic() - t0 < 3
@@ -629,7 +633,7 @@ async def test_reset_stats_mid_response_and_rearm(
         st = fault_server.stats("rs.bin")
         assert (st.active, st.requests, st.failures) == (1, 0, 0)
         assert len(await resp.read()) == 60 * KiB
-    await wait_until(lambda: st.active == 0, 5)
+    await wait_until(lambda: st.active == 0, "the server to end every response", limit=5)
     assert 0 < st.bytes_sent <= 64 * KiB
     assert (await fetch(client, url))[0] == 503  # the failure budget was re-armed
 
@@ -677,31 +681,15 @@ def test_demo_set_covers_what_the_demo_promises() -> None:
     assert all(isinstance(s, FileSpec) and s.description for s in specs)
 
 
-def test_cli_serves_the_demo_files() -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.faultserver", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+@contextlib.contextmanager
+def serving(argv: list[str], home: Path) -> Iterator[IO[str]]:
+    """Run a command that serves files until SIGTERM; yields its stdout. On the way out it is stopped
+    and must exit 0 without a traceback."""
+    env = {**child_env(home), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
-        banner = proc.stdout.readline()
-        m = re.match(r"fault server on (http://127\.0\.0\.1:\d+)", banner)
-        assert m, banner
-        lines = [proc.stdout.readline() for _ in demo_files()]
-        urls = {line.split()[0].rsplit("/", 1)[1]: line.split()[0] for line in lines}
-        assert set(urls) == {s.name for s in demo_files()}
-        small = next(s for s in demo_files() if s.name.startswith("small"))
-        req = urllib.request.Request(urls[small.name], headers={"Range": "bytes=1000-1999"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            assert resp.status == 206
-            assert resp.read() == expected_bytes(small.name, 2000)[1000:]
-        with pytest.raises(urllib.error.HTTPError) as info:
-            urllib.request.urlopen(urls["missing.bin"], timeout=10)
-        assert info.value.code == 404
+        yield proc.stdout
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
@@ -712,7 +700,42 @@ def test_cli_serves_the_demo_files() -> None:
         proc.stderr.close()
 
 
+def test_demo_serve_only_serves_the_demo_files(tmp_path: Path) -> None:
+    with serving([*FETCHTOP, "demo", "--serve-only", "--port", "0"], tmp_path) as stdout:
+        banner = stdout.readline()
+        m = re.match(r"fault server on (http://127\.0\.0\.1:\d+)", banner)
+        assert m, banner
+        lines = [stdout.readline() for _ in demo_files()]
+        urls = {line.split()[0].rsplit("/", 1)[1]: line.split()[0] for line in lines}
+        assert set(urls) == {s.name for s in demo_files()}
+        small = next(s for s in demo_files() if s.name.startswith("small"))
+        req = urllib.request.Request(urls[small.name], headers={"Range": "bytes=1000-1999"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 206
+            assert resp.read() == expected_bytes(small.name, 2000)[1000:]
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(urls["missing.bin"], timeout=10)
+        assert info.value.code == 404
+
+
+def test_module_serves_the_files_named_on_the_command_line(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "faultserver", "--port", "0", "a.bin:1000", "b.bin:64K"]
+    with serving(argv, tmp_path) as stdout:
+        assert re.match(r"fault server on http://127\.0\.0\.1:\d+", stdout.readline())
+        urls = [stdout.readline().split()[0] for _ in range(2)]
+        with urllib.request.urlopen(urls[0], timeout=10) as resp:
+            assert resp.read() == expected_bytes("a.bin", 1000)
+        req = urllib.request.Request(urls[1], headers={"Range": "bytes=65535-"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 206 and resp.read() == expected_bytes("b.bin", 64 * KiB)[65535:]
+
+
 def test_faultserver_does_not_import_the_ui() -> None:
-    code = "import sys, engine.faultserver; print([m for m in ('textual', 'tui') if m in sys.modules])"
+    modules = [m.name for m in pkgutil.walk_packages(faultserver.__path__, "faultserver.")]
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        "print([m for m in ('textual', 'tui') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"

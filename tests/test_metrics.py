@@ -6,15 +6,11 @@ import asyncio
 import json
 import re
 import socket
-import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 import aiohttp
 import pytest
-from aiohttp import web
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
@@ -24,126 +20,12 @@ from engine.engine import Engine, EngineConfig
 from engine.events import ProgressUpdated, TaskCompleted, TaskRetrying
 from engine.metrics import EngineMetrics, MetricsServer, start_metrics
 from engine.models import EngineSnapshot, TaskOptions, TaskSnapshot, TaskState
+from tests.support.file_server import FileServer, Served, payload
+from tests.support.processes import ROOT
+from tests.support.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "contrib" / "grafana" / "fetchtop.json"
-
-# ---------------------------------------------------------------------------------------------------
-# A tiny file server: ranges, a throttle shared by all connections to a file, injected 503s.
-
-
-@dataclass
-class Served:
-    """One file the test server offers."""
-
-    body: bytes
-    rate: int | None = None
-    """Bytes per second over all connections to this file; None for unthrottled."""
-    fail_first: int = 0
-    """Answer this many requests with 503 before serving."""
-    disposition: str | None = None
-    """Content-Disposition header, if any."""
-    status: int = 200
-    """Any other status makes every request answer it with no file."""
-    delay: float = 0.0
-    """Seconds each request waits before it is answered."""
-    sent: int = 0
-    """Body bytes written so far, over all requests."""
-    requests: int = 0
-    """Requests received."""
-    _next_at: float = 0.0
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-class FileServer:
-    """Serves :class:`Served` files at ``/NAME`` on 127.0.0.1, port chosen by the OS."""
-
-    CHUNK = 8 * 1024
-
-    def __init__(self) -> None:
-        self.files: dict[str, Served] = {}
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    async def start(self) -> FileServer:
-        app = web.Application()
-        app.router.add_get("/{name}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def add(self, name: str, served: Served) -> str:
-        self.files[name] = served
-        return self.url(name)
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{quote(name)}"
-
-    async def _pace(self, served: Served, nbytes: int) -> None:
-        if served.rate is None:
-            return
-        async with served._lock:
-            now = time.monotonic()
-            start = max(now, served._next_at)
-            served._next_at = start + nbytes / served.rate
-            await asyncio.sleep(start - now)
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        served = self.files.get(request.match_info["name"])
-        if served is None:
-            return web.Response(status=404, text="no such file")
-        served.requests += 1
-        if served.delay:
-            await asyncio.sleep(served.delay)
-        if served.status != 200:
-            return web.Response(status=served.status, text="nope")
-        if served.fail_first > 0:
-            served.fail_first -= 1
-            return web.Response(status=503, text="busy", headers={"Retry-After": "0"})
-        size = len(served.body)
-        start, end = 0, size
-        status = 200
-        headers = {"Accept-Ranges": "bytes", "ETag": '"v1"', "Content-Type": "application/octet-stream"}
-        if served.disposition:
-            headers["Content-Disposition"] = served.disposition
-        m = re.fullmatch(r"bytes=(\d+)-(\d*)", request.headers.get("Range", ""))
-        if m:
-            start = int(m.group(1))
-            end = min(size, int(m.group(2)) + 1) if m.group(2) else size
-            if start >= size or start >= end:
-                return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-        headers["Content-Length"] = str(end - start)
-        response = web.StreamResponse(status=status, headers=headers)
-        await response.prepare(request)
-        if request.method == "HEAD":
-            return response
-        pos = start
-        try:
-            while pos < end:
-                chunk = served.body[pos : min(end, pos + self.CHUNK)]
-                await self._pace(served, len(chunk))
-                await response.write(chunk)
-                served.sent += len(chunk)
-                pos += len(chunk)
-            await response.write_eof()
-        except ConnectionResetError:
-            pass  # the client paused, cancelled or split the range: not an error here
-        return response
-
-
-def payload(size: int, seed: int = 1) -> bytes:
-    """Deterministic, non-repeating-looking bytes."""
-    return bytes((i * 131 + seed * 17 + (i >> 8)) & 0xFF for i in range(size))
-
+"""The Grafana dashboard shipped in contrib/, whose queries are checked against the exposition."""
 
 # ---------------------------------------------------------------------------------------------------
 # Scraping
@@ -189,25 +71,17 @@ async def scrape(port: int) -> Samples:
     return parse(text)
 
 
-async def eventually(check: Callable[[], object], limit: float = 10.0) -> None:
-    """Poll ``check`` (sync) until it returns truthy, failing after ``limit`` seconds."""
-    deadline = time.monotonic() + limit
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {limit} s")
-        await asyncio.sleep(0.02)
-
-
 async def scrape_until(port: int, check: Callable[[Samples], bool], limit: float = 10.0) -> Samples:
     """Scrape until ``check`` holds for the samples, failing after ``limit`` seconds."""
-    deadline = time.monotonic() + limit
-    while True:
-        samples = await scrape(port)
-        if check(samples):
-            return samples
-        if time.monotonic() > deadline:
-            raise AssertionError(f"scrapes never satisfied the check within {limit} s: {samples}")
-        await asyncio.sleep(0.05)
+    scraped: list[Samples] = [{}]
+
+    async def satisfied() -> Samples | None:
+        scraped[0] = await scrape(port)
+        return scraped[0] if check(scraped[0]) else None
+
+    return await wait_until(
+        satisfied, lambda: f"scrapes to satisfy the check: {scraped[0]}", limit=limit, interval=0.05
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -269,8 +143,10 @@ async def test_counters_match_the_bytes_downloaded(
     assert engine.snapshot().downloaded == total
 
     # The event path alone gets there (no scrape has refreshed the snapshot yet).
-    await eventually(
-        lambda: metrics.metrics.downloaded_bytes == total and metrics.metrics.finished["completed"] == 3
+    await wait_until(
+        lambda: metrics.metrics.downloaded_bytes == total and metrics.metrics.finished["completed"] == 3,
+        "the counters to take in all three downloads",
+        limit=10,
     )
 
     samples = await scrape(metrics.port)
@@ -376,7 +252,7 @@ async def test_retries_are_counted_by_reason(files: FileServer, engine: Engine, 
         tid = await engine.add(files.add("flaky.bin", Served(body, fail_first=2)), opts(tmp_path))
         await engine.wait([tid])
         assert (tmp_path / "flaky.bin").read_bytes() == body
-        await eventually(lambda: len(seen) >= 2)
+        await wait_until(lambda: len(seen) >= 2, "both retries to be seen", limit=10)
         samples = await scrape(server.port)
         kinds = {e.kind for e in seen}
         assert kinds == {"http_5xx"}

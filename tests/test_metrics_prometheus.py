@@ -10,12 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,7 +22,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.test_metrics import DASHBOARD, ROOT, FileServer, Served, payload
+from tests.support.file_server import FileServer, Served, payload
+from tests.support.net import free_port
+from tests.support.processes import FETCHTOP, ROOT, child_env
+from tests.support.waiting import wait_until
+from tests.test_metrics import DASHBOARD
+
+pytestmark = pytest.mark.prometheus
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -35,19 +38,6 @@ BIG_RATE = 64 * 1024
 """About 3 s for the file Prometheus watches being downloaded."""
 STALL = 3.0
 """Seconds the second file's response is held back, so finished values are scraped before exit."""
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (the OS picks it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def fetchtop_command() -> list[str]:
-    """The installed ``fetchtop`` beside this interpreter, else the same CLI through ``-m``."""
-    script = Path(sys.executable).with_name("fetchtop")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "tui.cli"]
 
 
 async def stop_process(proc: asyncio.subprocess.Process, grace: float = 5.0) -> None:
@@ -91,24 +81,29 @@ class Prometheus:
         Its discovery hands targets to the scrape loop only every 5 s, so starting the command
         before that would let most of a short download go unwatched.
         """
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
+
+        async def scraped() -> bool:
             targets = (await self.api("targets"))["activeTargets"]
-            if targets and all(t["health"] != "unknown" for t in targets):
-                return
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"Prometheus never scraped its target\n{self.log.read_text()[-3000:]}")
+            return bool(targets) and all(t["health"] != "unknown" for t in targets)
+
+        await wait_until(
+            scraped, lambda: f"a first scrape\n{self.log.read_text()[-3000:]}", limit=limit, interval=0.2
+        )
 
     async def until(self, query: str, wanted: float, limit: float) -> None:
         """Poll an instant query until it returns ``wanted``, failing after ``limit`` seconds."""
-        deadline = time.monotonic() + limit
-        got: float | None = None
-        while time.monotonic() < deadline:
-            got = await self.scalar(query)
-            if got == wanted:
-                return
-            await asyncio.sleep(0.25)
-        raise AssertionError(f"{query} = {got}, wanted {wanted}\n{self.log.read_text()[-3000:]}")
+        got: list[float | None] = [None]
+
+        async def answered() -> bool:
+            got[0] = await self.scalar(query)
+            return got[0] == wanted
+
+        await wait_until(
+            answered,
+            lambda: f"{query} = {wanted} (last {got[0]})\n{self.log.read_text()[-3000:]}",
+            limit=limit,
+            interval=0.25,
+        )
 
 
 @contextlib.asynccontextmanager
@@ -189,7 +184,7 @@ async def test_prometheus_scrapes_a_running_fetchtop_get(tmp_path: Path) -> None
             await prom.first_scrape(limit=20)
             with cli_log.open("wb") as out:
                 proc = await asyncio.create_subprocess_exec(
-                    *fetchtop_command(),
+                    *FETCHTOP,
                     "get",
                     "--quiet",
                     "--jobs=1",
@@ -203,7 +198,7 @@ async def test_prometheus_scrapes_a_running_fetchtop_get(tmp_path: Path) -> None
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     cwd=ROOT,
-                    env={**os.environ, "NO_PROXY": "*", "no_proxy": "*"},
+                    env=child_env(tmp_path),
                 )
 
             def context() -> str:

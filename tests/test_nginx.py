@@ -12,8 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from engine.faultserver import MiB
-from tests.cli_helpers import NGINX, Nginx, Processes, Result, assert_no_traceback, parse_range
+from faultserver.content import MiB
+from tests.support.control import parse_range
+from tests.support.downloads import sha256_of
+from tests.support.nginx import NGINX, Nginx
+from tests.support.processes import Processes, assert_clean_success
+
+pytestmark = pytest.mark.nginx
 
 NginxFactory = Callable[[str], Nginx]
 
@@ -41,18 +46,6 @@ def publish(server: Nginx, name: str, size: int, seed: int) -> str:
     data = random.Random(seed).randbytes(size)
     (server.root / name).write_bytes(data)
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_of(path: Path) -> str:
-    """SHA-256 of a file."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def assert_clean_success(res: Result) -> None:
-    """Exit 0, nothing on stderr, no traceback."""
-    assert res.returncode == 0, res.describe()
-    assert res.err_lines == [], res.describe()
-    assert_no_traceback(res.stdout, res.stderr)
 
 
 def test_segmented_download_is_exact_with_closed_ranges(nginx: NginxFactory, procs: Processes) -> None:

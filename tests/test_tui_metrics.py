@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-from textual.pilot import Pilot
 
-from engine.faultserver import FaultServer, file_matches
-from tests.engine_helpers import KiB, fast_config, opts
+from faultserver.content import KiB, file_matches
+from faultserver.server import FaultServer
+from tests.support.downloads import fast_config, opts
+from tests.support.net import free_port
+from tests.support.pilot import wait_in_app
 from tui.app import dashboard_app
-
-LIMIT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def scrape(port: int) -> str:
@@ -31,15 +21,6 @@ async def scrape(port: int) -> str:
     ):
         assert resp.status == 200
         return await resp.text()
-
-
-async def wait_for(pilot: Pilot[Any], predicate: Any, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + LIMIT
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 async def test_dashboard_serves_metrics_from_its_engine(
@@ -53,16 +34,15 @@ async def test_dashboard_serves_metrics_from_its_engine(
     app = dashboard_app([url], options, config, metrics_port=port)
     async with app.run_test(size=(100, 30)) as pilot:
         target = download_dir / "dash-metrics.bin"
-        await wait_for(pilot, target.exists, "the download to complete")
-        text = ""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + LIMIT
+        await wait_in_app(pilot, target.exists, "the download to complete")
+        scraped = [""]
+
+        async def caught_up() -> str | None:
+            scraped[0] = await scrape(port)
+            return scraped[0] if f"fetchtop_downloaded_bytes_total {float(size)}" in scraped[0] else None
+
         # The counter follows the engine's progress ticks: poll until it has caught up.
-        while f"fetchtop_downloaded_bytes_total {float(size)}" not in text:
-            if loop.time() > deadline:
-                raise AssertionError(f"counter never reached {size}:\n{text}")
-            text = await scrape(port)
-            await pilot.pause(0.1)
+        text = await wait_in_app(pilot, caught_up, lambda: f"the counter to reach {size}:\n{scraped[0]}")
         assert 'fetchtop_downloads_finished_total{result="completed"} 1.0' in text
         await pilot.press("q")
     assert file_matches(str(target), "dash-metrics.bin", size)

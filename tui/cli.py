@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 
 # The engine (and aiohttp under it) is imported inside functions: a Ctrl-C while it loads
 # must reach main()'s handler, not print a traceback from the console script's import.
-MAX_CONNECTIONS = 32
 
 PROG = "fetchtop"
 COMMANDS = ("get", "demo")
@@ -118,6 +117,8 @@ def _port(text: str) -> int:
 
 def add_download_options(parser: argparse.ArgumentParser) -> None:
     """The options shared by ``fetchtop get``, the dashboard and ``fetchtop add``."""
+    from engine.models import MAX_CONNECTIONS
+
     parser.add_argument("urls", nargs="*", metavar="URL", help="URLs to download")
     parser.add_argument("-o", "--output", metavar="FILE", help="save as FILE (one URL only)")
     parser.add_argument("-d", "--dir", default=".", metavar="DIR", help="directory to save into (created)")
@@ -191,7 +192,7 @@ def download_request(args: argparse.Namespace, require_urls: bool) -> DownloadRe
     """Turn parsed options into engine terms; raises UsageError on contradictions."""
     from engine.client import EngineError
     from engine.engine import EngineConfig, validate_options
-    from engine.models import TaskOptions
+    from engine.models import MAX_CONNECTIONS, TaskOptions
 
     urls = list(args.urls)
     if args.input_file:

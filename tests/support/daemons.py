@@ -1,7 +1,6 @@
-"""Helpers for the daemon tests: a ``fetchtop daemon`` subprocess on a private state directory.
+"""``fetchtop daemon`` as a subprocess on a private state directory, and CLI commands run against it.
 
 Every process started here is killed in teardown whatever the outcome, and every wait is bounded.
-(This module holds no tests; pytest collects it as an empty module.)
 """
 
 from __future__ import annotations
@@ -12,52 +11,17 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-"""The repository root (children import ``engine`` and ``tui`` from here)."""
-_SCRIPT = Path(sys.executable).parent / "fetchtop"
-FETCHTOP: list[str] = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "tui.cli"]
-"""The command that runs fetchtop."""
-RUN_TIMEOUT = 30.0
-"""Seconds one CLI command may take."""
-START_TIMEOUT = 20.0
-"""Seconds a daemon may take to listen."""
-
-T = TypeVar("T")
-
-
-def child_env(home: Path) -> dict[str, str]:
-    """Loopback only (no proxies), a private HOME, the repo on the path, no inherited state dir."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-    }
-    env.pop("FETCHTOP_STATE_DIR", None)
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost,::1"
-    env["HOME"] = str(home)
-    env["PYTHONPATH"] = str(ROOT)
-    return env
-
-
-def wait_for(predicate: Callable[[], T], limit: float, what: str, interval: float = 0.05) -> T:
-    """Poll until ``predicate()`` is truthy (returning it), failing the test after ``limit`` seconds."""
-    deadline = time.monotonic() + limit
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {limit}s waiting for {what}")
-        time.sleep(interval)
+from tests.support.limits import LIMIT, RUN_TIMEOUT, START_TIMEOUT
+from tests.support.processes import FETCHTOP, child_env
+from tests.support.waiting import wait_until_sync
 
 
 class DaemonProcess:
@@ -101,7 +65,7 @@ class DaemonProcess:
                 pytest.fail(f"daemon exited with {self.proc.returncode}:\n{self.output()}")
             return self.info()
 
-        return wait_for(ready, START_TIMEOUT, "the daemon to listen")
+        return wait_until_sync(ready, "the daemon to listen", limit=START_TIMEOUT, interval=0.05)
 
     def wait_exit(self, limit: float = 20.0) -> int:
         """Wait for the process to end by itself; returns its status."""
@@ -171,7 +135,7 @@ class Daemons:
                 return dict(task)
         pytest.fail(f"task {task_id} is not listed")
 
-    def wait_state(self, task_id: int, state: str, limit: float = 30.0) -> dict[str, Any]:
+    def wait_state(self, task_id: int, state: str, limit: float = LIMIT) -> dict[str, Any]:
         """Poll ``ls --json`` until the task reaches ``state``; fails early if it failed."""
 
         def reached() -> dict[str, Any] | None:
@@ -180,7 +144,7 @@ class Daemons:
                 pytest.fail(f"task {task_id} failed: {task['error']}")
             return task if task["state"] == state else None
 
-        return wait_for(reached, limit, f"task {task_id} to be {state}", interval=0.2)
+        return wait_until_sync(reached, f"task {task_id} to be {state}", limit=limit, interval=0.2)
 
     def kill_all(self) -> None:
         """End every daemon this test started."""
