@@ -11,9 +11,10 @@ import aiohttp
 
 from engine import control, partfile
 from engine.control import ControlData
+from engine.errors import DownloadError, ErrorKind, RemoteChanged
 from engine.events import TaskCompleted, TaskProbed, TaskRestarted, TaskVerifying
 from engine.filenames import choose_name, sanitize
-from engine.http import DownloadError, ErrorKind, RemoteChanged, check_url
+from engine.http import check_url
 from engine.models import TaskState
 from engine.partfile import PartFile
 from engine.probe import probe

@@ -44,6 +44,7 @@ from prometheus_client.metrics_core import (
 )
 
 from engine.client import EngineClient, EventStream
+from engine.errors import ErrorKind
 from engine.events import (
     Event,
     ProgressUpdated,
@@ -56,7 +57,6 @@ from engine.events import (
     TaskRetrying,
     TaskStarted,
 )
-from engine.http import ErrorKind
 from engine.models import EngineSnapshot, TaskSnapshot, TaskState
 
 PREFIX = "fetchtop_"

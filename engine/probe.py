@@ -7,16 +7,8 @@ import asyncio
 import aiohttp
 from yarl import URL
 
-from engine.http import (
-    DownloadError,
-    ErrorKind,
-    RemoteChanged,
-    Validators,
-    classify,
-    parse_content_range,
-    redact,
-    response_error,
-)
+from engine.errors import DownloadError, ErrorKind, RemoteChanged
+from engine.http import Validators, classify, parse_content_range, redact, response_error
 from engine.models import TaskState
 from engine.transfer import Response, Transfer, validators_differ
 

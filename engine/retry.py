@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 
 from engine.backoff import backoff_delay
-from engine.http import DownloadError
+from engine.errors import DownloadError
 
 
 @dataclass

@@ -6,17 +6,9 @@ import asyncio
 import statistics
 import time
 
+from engine.errors import DownloadError, ErrorKind, RemoteChanged
 from engine.events import SegmentFinished
-from engine.http import (
-    DownloadError,
-    ErrorKind,
-    RemoteChanged,
-    Validators,
-    classify,
-    parse_content_range,
-    response_error,
-    truncated,
-)
+from engine.http import Validators, classify, parse_content_range, response_error, truncated
 from engine.models import MiB
 from engine.ratemeter import RateMeter
 from engine.segments import Segment, initial_plan, split_largest, split_slowest

@@ -14,8 +14,9 @@ import aiohttp
 from yarl import URL
 
 from engine.control import ControlData
+from engine.errors import DownloadError, ErrorKind
 from engine.events import Event, TaskRestarted, TaskRetrying
-from engine.http import DownloadError, ErrorKind, Validators, request_headers, ssl_option
+from engine.http import Validators, request_headers, ssl_option
 from engine.models import MiB
 from engine.partfile import PartFile
 from engine.ranges import RangeSet

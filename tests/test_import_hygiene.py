@@ -15,7 +15,7 @@ import pytest
 import engine
 import faultserver
 
-HEADLESS_TUI_MODULES = ["tui.cli", "tui.get", "tui.daemon_cli", "tui.demo"]
+HEADLESS_TUI_MODULES = ["tui.cli", "tui.options", "tui.get", "tui.daemon_cli", "tui.demo"]
 """The command-line modules: ``fetchtop get``, ``ls``, ``add``... start without loading Textual."""
 UI_MODULES = ("textual", "textual_plotext", "plotext", "tui.app")
 

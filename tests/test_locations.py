@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.engine import EngineConfig
+from engine.config import EngineConfig
 from engine.locations import Locations
 from engine.models import TaskOptions
 from tui.app import dashboard_app

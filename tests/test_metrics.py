@@ -16,7 +16,8 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine.engine import Engine, EngineConfig
+from engine.config import EngineConfig
+from engine.engine import Engine
 from engine.events import ProgressUpdated, TaskCompleted, TaskRetrying
 from engine.metrics import EngineMetrics, MetricsServer, start_metrics
 from engine.models import EngineSnapshot, TaskOptions, TaskSnapshot, TaskState

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.http import DownloadError, ErrorKind
+from engine.errors import DownloadError, ErrorKind
 from engine.retry import Retry
 
 

@@ -16,7 +16,8 @@ from textual.widgets import Static
 from textual.widgets.data_table import CellDoesNotExist
 
 from engine.client import DaemonUnavailable
-from engine.engine import Engine, EngineConfig
+from engine.config import EngineConfig
+from engine.engine import Engine
 from engine.events import Event
 from engine.models import TaskSnapshot, TaskState
 from faultserver.content import KiB, file_matches

@@ -30,7 +30,7 @@ from tui.messages import ConnectionChanged, EngineEventArrived, SnapshotArrived
 from tui.model import DashboardModel
 
 if TYPE_CHECKING:
-    from engine.engine import EngineConfig
+    from engine.config import EngineConfig
 
 ClientFactory = Callable[[], AbstractAsyncContextManager[EngineClient]]
 """Makes a client whose context the app enters at start and leaves at exit (e.g. ``Engine(config)``)."""

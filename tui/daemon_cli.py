@@ -24,7 +24,7 @@ from engine.daemon.config import DaemonConfig, DaemonError, parse_listen, read_t
 from engine.locations import Locations
 from engine.models import EngineSnapshot, TaskSnapshot, TaskState
 from engine.units import format_bytes, format_duration, format_rate, parse_rate
-from tui.cli import PROG, Parser, UsageError, add_download_options, download_request
+from tui.options import PROG, Parser, UsageError, add_download_options, download_request
 
 NO_DAEMON = f"{PROG}: no daemon running (start one with {PROG} daemon)"
 """What every client command says when nothing listens on the socket."""

@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from engine.client import EngineClient
-from engine.engine import Engine, EngineConfig
+from engine.config import EngineConfig
+from engine.engine import Engine
 from engine.models import TaskOptions
 from faultserver.content import KiB, MiB
 from faultserver.runner import serve_until_stopped

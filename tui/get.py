@@ -28,7 +28,7 @@ from engine.units import format_bytes, format_duration, format_rate
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from tui.cli import DownloadRequest
+    from tui.options import DownloadRequest
 
 PLAIN_INTERVAL = 5.0
 """Seconds between progress lines when output is not a terminal."""

@@ -11,7 +11,7 @@ import socket
 import sys
 from dataclasses import dataclass, field
 
-from engine.engine import EngineConfig
+from engine.config import EngineConfig
 from engine.locations import Locations
 
 HISTORY_LIMIT = 1000

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.engine import Engine, EngineConfig
+from engine.config import EngineConfig
+from engine.engine import Engine
 from engine.models import TaskOptions, TaskSnapshot
 from faultserver.content import KiB, expected_bytes, file_matches
 from tests.support.limits import LIMIT

@@ -1,0 +1,79 @@
+"""Why a download attempt failed: one small hierarchy, with no I/O and no HTTP library.
+
+:func:`engine.http.classify` is the one boundary that maps aiohttp's and the OS's exceptions onto
+:class:`DownloadError`; everything above it (the retry budget, events, metrics) sees only these.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    """Short machine-readable cause of a failed attempt: the ``kind`` of retry events and metrics.
+
+    A StrEnum, so events and JSON carry the plain strings they always did.
+    """
+
+    TIMEOUT = "timeout"
+    """No connection or no data within the timeout."""
+    CONNECTION = "connection"
+    """The connection could not be made or broke."""
+    TRUNCATED = "truncated"
+    """The body ended before its declared end."""
+    HTTP_408 = "http_408"
+    """The server timed the request out."""
+    HTTP_429 = "http_429"
+    """The server asked us to slow down."""
+    HTTP_5XX = "http_5xx"
+    """A server error."""
+    HTTP_4XX = "http_4xx"
+    """A client error other than 408 and 429: retrying will not change it."""
+    HTTP_STATUS = "http_status"
+    """Any other status the download cannot use (a redirect left unfollowed, 204, ...)."""
+    PROTOCOL = "protocol"
+    """The server broke the range protocol (ignored Range, wrong Content-Range)."""
+    CHANGED = "changed"
+    """The remote file kept changing under the download."""
+    URL = "url"
+    """The URL is malformed or of an unsupported scheme."""
+    DNS = "dns"
+    """The host name does not resolve."""
+    REDIRECT = "redirect"
+    """Too many redirects."""
+    TLS = "tls"
+    """The server's certificate is not trusted."""
+    IO = "io"
+    """A local file system error."""
+    NAME = "name"
+    """No safe or free file name for the download."""
+    CHECKSUM = "checksum"
+    """The finished file does not match the expected checksum."""
+    ERROR = "error"
+    """Anything not classified more precisely."""
+
+
+class DownloadError(Exception):
+    """A failed attempt; ``permanent`` ones end the task, others are retried."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        permanent: bool = False,
+        kind: ErrorKind = ErrorKind.ERROR,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        """One line saying what went wrong."""
+        self.permanent = permanent
+        """True when retrying cannot help."""
+        self.kind = kind
+        """Short cause, for retry events and metrics."""
+        self.retry_after = retry_after
+        """Seconds the server asked us to wait, if it did."""
+
+
+class RemoteChanged(Exception):
+    """The remote file is not the one the partial download came from."""
