@@ -16,6 +16,9 @@ MAX_NAME_BYTES = 240
 # marks, embeddings, overrides and isolates; line and paragraph separators): a name like
 # "invoice\u202etxt.exe" would otherwise display as "invoiceexe.txt".
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+OWN_SUFFIXES = (".part.json", ".part")
+"""Endings of the files fetchtop keeps beside a download (see engine.control); a server may not choose
+them, or a hostile name could pose as another download's part or control file."""
 _MAX_EXT_BYTES = 17
 """An extension longer than this (``.`` included) is not worth keeping when truncating."""
 
@@ -50,6 +53,25 @@ def sanitize(name: str) -> str:
         head = stem.encode("utf-8")[:room].decode("utf-8", "ignore")
         name = _strip_edges(head) + ext
     return name
+
+
+def server_name(name: str) -> str:
+    """:func:`sanitize` for a name the server chose (Content-Disposition or URL path), never ``-o``.
+
+    On top: invisible format characters (Unicode category Cf: U+200B, U+FEFF, U+2060, ...) go, and so
+    do leading ``-`` (a name that reads as an option to the next shell command) and any ending in
+    :data:`OWN_SUFFIXES`, in any case (``release.tar.gz.part`` becomes ``release.tar.gz``). Empty when
+    nothing usable is left.
+    """
+    name = "".join(c for c in name if unicodedata.category(c) != "Cf")
+    while True:
+        before = name
+        name = sanitize(name).lstrip("-")
+        for suffix in OWN_SUFFIXES:
+            if name.lower().endswith(suffix):
+                name = name[: -len(suffix)]
+        if name == before:
+            return name
 
 
 def name_from_content_disposition(value: str | None) -> str | None:
@@ -140,14 +162,17 @@ def name_from_url(url: str) -> str | None:
 
 
 def choose_name(output: str | None, content_disposition: str | None, url: str) -> str:
-    """``-o`` wins, then Content-Disposition, then the URL's last segment, then ``index.html``."""
-    for candidate in (
-        output,
-        name_from_content_disposition(content_disposition),
-        name_from_url(url),
-    ):
+    """``-o`` wins, then Content-Disposition, then the URL's last segment, then ``index.html``.
+
+    ``-o`` is the user's own choice and only sanitised; the server's are held to :func:`server_name`.
+    """
+    if output:
+        safe = sanitize(output)
+        if safe:
+            return safe
+    for candidate in (name_from_content_disposition(content_disposition), name_from_url(url)):
         if candidate:
-            safe = sanitize(candidate)
+            safe = server_name(candidate)
             if safe:
                 return safe
     return DEFAULT_NAME
@@ -171,6 +196,22 @@ def split_ext(name: str) -> tuple[str, str]:
     if not dot or not stem:
         return name, ""
     return stem, "." + ext
+
+
+def is_numbered(candidate: str, name: str) -> bool:
+    """Whether ``candidate`` is ``name`` or one of its :func:`numbered` alternatives."""
+    if candidate == name:
+        return True
+    stem, ext = split_ext(name)
+    if not (candidate.startswith(stem + ".") and candidate.endswith(ext)):
+        return False
+    middle = candidate[len(stem) + 1 : len(candidate) - len(ext)]
+    return (
+        middle.isascii()
+        and middle.isdigit()
+        and not middle.startswith("0")
+        and numbered(name, int(middle)) == candidate
+    )
 
 
 def unique_name(name: str, taken: Callable[[str], bool], limit: int = 10_000) -> str:

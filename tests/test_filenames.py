@@ -11,11 +11,14 @@ from hypothesis import strategies as st
 from engine.filenames import (
     DEFAULT_NAME,
     MAX_NAME_BYTES,
+    OWN_SUFFIXES,
     choose_name,
+    is_numbered,
     name_from_content_disposition,
     name_from_url,
     numbered,
     sanitize,
+    server_name,
     split_ext,
     unique_name,
 )
@@ -261,3 +264,89 @@ def test_numbered_long_names_still_fit_with_the_part_suffix() -> None:
     name = sanitize("y" * 400 + ".iso")
     longest = numbered(name, 9999) + ".part.json"
     assert len(longest.encode()) <= 255
+
+
+# ----- names a server chose ----------------------------------------------------------------
+
+
+def assert_server_safe(name: str) -> None:
+    """What a server-chosen name must satisfy on top of :func:`assert_safe`."""
+    assert_safe(name)
+    assert not name.startswith(("-", "."))
+    assert not name.lower().endswith(OWN_SUFFIXES)
+    assert all(unicodedata.category(c) != "Cf" for c in name)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("release.tar.gz.part", "release.tar.gz"),
+        ("release.tar.gz.part.json", "release.tar.gz"),
+        ("x.PART.Json", "x"),
+        ("x.part.part.json.part", "x"),
+        ("x.part. ", "x"),
+        ("-rf", "rf"),
+        ("--help.txt", "help.txt"),
+        (".-.bashrc", "bashrc"),
+        ("-.part", ""),
+        ("in\u200bvoice\ufeff.pdf\u2060", "invoice.pdf"),
+        ("\u00adsoft\u200d", "soft"),
+        ("a-b.part2", "a-b.part2"),
+        ("report.json", "report.json"),
+    ],
+)
+def test_server_name(raw: str, expected: str) -> None:
+    assert server_name(raw) == expected
+
+
+def test_hostile_server_names_never_pose_as_fetchtop_files() -> None:
+    url = "https://example.com/dl"
+    assert choose_name(None, 'attachment; filename="release.tar.gz.part"', url) == "release.tar.gz"
+    assert choose_name(None, "attachment; filename*=UTF-8''release.tar.gz.part.json", url) == "release.tar.gz"
+    assert choose_name(None, None, "https://example.com/a/release.tar.gz.part") == "release.tar.gz"
+    assert choose_name(None, 'attachment; filename="-.part"', url) == "dl"
+    assert (
+        choose_name(None, "attachment; filename*=UTF-8''%E2%80%8B", "https://example.com/\u200b.sh") == "sh"
+    )
+
+
+def test_output_option_may_still_end_in_part() -> None:
+    # -o is the user's own choice: only the separators and controls of sanitize apply.
+    assert choose_name("-keep.part", 'attachment; filename="x"', "https://h/y") == "-keep.part"
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(
+                ["-", ".", " ", ".part", ".part.json", ".PART", "\u200b", "\ufeff", "\u2060", "a"]
+            ),
+            st.characters(whitelist_categories=("Cf", "Ll", "Pd")),
+        ),
+        max_size=12,
+    ).map("".join),
+    st.text(max_size=40),
+)
+def test_server_names_are_always_server_safe(header_name: str, url_tail: str) -> None:
+    for raw in (header_name, url_tail):
+        name = server_name(raw)
+        if name:
+            assert_server_safe(name)
+            assert server_name(name) == name  # idempotent
+            for n in (1, 7):
+                assert not numbered(name, n).lower().endswith(OWN_SUFFIXES)
+    quoted = header_name.replace("\\", "\\\\").replace('"', '\\"')
+    assert_server_safe(
+        choose_name(None, f'attachment; filename="{quoted}"', "https://example.com/" + url_tail)
+    )
+
+
+def test_is_numbered() -> None:
+    assert is_numbered("out.bin", "out.bin")
+    assert is_numbered("out.1.bin", "out.bin")
+    assert is_numbered("a.12.tar.gz", "a.tar.gz")
+    assert not is_numbered("out.01.bin", "out.bin")
+    assert not is_numbered("out.x.bin", "out.bin")
+    assert not is_numbered("outx.bin", "out.bin")
+    assert not is_numbered("other.1.bin", "out.bin")
