@@ -4,20 +4,26 @@ The data is fsynced before a control file claiming it is written, and the contro
 replaced atomically (temp file, fsync, rename, directory fsync), so after ``kill -9`` the
 control file never claims a byte that is not on disk.
 
-Reading is async (aiofiles: the directory scan of a restart reads many small files, off the event
-loop); writing and removing block, since they run in the download's worker thread right after the
-data they describe is synced, in that order.
+Reading is async (a worker thread: the directory scan of a restart reads many small files, off the
+event loop); writing and removing block, since they run in the download's worker thread right after
+the data they describe is synced, in that order.
+
+A download directory may be shared with other users, so nothing found in it is trusted on its name
+alone: :func:`open_own` is how fetchtop reopens any file there (part or control), and a control file
+only counts if it is the user's, writable by no one else, and names the part file's inode.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiofiles
 import aiofiles.os
 
 from engine.atomicfile import write_atomic
@@ -25,6 +31,40 @@ from engine.atomicfile import write_atomic
 CONTROL_SUFFIX = ".part.json"
 PART_SUFFIX = ".part"
 VERSION = 1
+MAX_CONTROL_BYTES = 16 * 1024 * 1024
+"""A control file larger than this is not one (a planted huge file must not be read into memory)."""
+
+FileId = tuple[int, int]
+"""A file's ``(st_dev, st_ino)``: which file a name led to, whatever its name is now."""
+
+
+class UntrustedFile(OSError):
+    """A file fetchtop meant to reopen is not a regular file of the current user's (or not that file)."""
+
+
+def open_own(path: Path, flags: int) -> tuple[int, os.stat_result]:
+    """Open ``path`` without following a symlink; the descriptor and its ``fstat``.
+
+    Raises UntrustedFile unless it is a regular file owned by the current user: checked on the open
+    descriptor, so what is checked is what is used. FileNotFoundError when nothing is there.
+    """
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        # ELOOP: a symlink; ENXIO and friends: a FIFO or socket. Not ours to touch either way.
+        raise UntrustedFile(exc.errno, f"not a file fetchtop made: {exc.strerror}", str(path)) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UntrustedFile(f"{path} is not a regular file")
+        if st.st_uid != os.geteuid():
+            raise UntrustedFile(f"{path} belongs to another user")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
 
 
 @dataclass
@@ -45,6 +85,8 @@ class ControlData:
     """Validator used when there is no ETag."""
     done: list[tuple[int, int]] = field(default_factory=list)
     """Byte ranges ``[start, end)`` known to be on disk."""
+    part_id: FileId | None = None
+    """The part file's ``(st_dev, st_ino)``: a control file is adopted only beside that very file."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -57,6 +99,7 @@ class ControlData:
             "etag": self.etag,
             "last_modified": self.last_modified,
             "done": [list(r) for r in self.done],
+            "part": None if self.part_id is None else list(self.part_id),
         }
 
     @classmethod
@@ -68,6 +111,8 @@ class ControlData:
         done = [(int(a), int(b)) for a, b in data.get("done", [])]
         if size is not None and any(a < 0 or b > size or a >= b for a, b in done):
             raise ValueError("control file ranges out of bounds")
+        part = data.get("part")
+        part_id = None if part is None else (int(part[0]), int(part[1]))
         return cls(
             url=str(data["url"]),
             name=str(data["name"]),
@@ -76,6 +121,7 @@ class ControlData:
             etag=data.get("etag"),
             last_modified=data.get("last_modified"),
             done=done,
+            part_id=part_id,
         )
 
 
@@ -100,13 +146,30 @@ def write_control(path: Path, data: ControlData, durable: bool = True) -> None:
     write_atomic(path, payload, durable=durable)
 
 
-async def read_control(path: Path) -> ControlData | None:
-    """The control file's contents, or None if it is missing or unreadable."""
+def read_control_sync(path: Path) -> ControlData | None:
+    """The control file's contents if it can be trusted (blocking); None if missing or not.
+
+    Trusted means :func:`open_own` accepts it and neither group nor others may write it: anyone who
+    could edit it could make fetchtop claim bytes it never downloaded.
+    """
     try:
-        async with aiofiles.open(path, "rb") as f:
-            return ControlData.from_json(json.loads(await f.read()))
-    except (OSError, ValueError, KeyError, TypeError):
+        fd, st = open_own(path, os.O_RDONLY)
+    except OSError:
         return None
+    try:
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or st.st_size > MAX_CONTROL_BYTES:
+            return None
+        raw = os.read(fd, MAX_CONTROL_BYTES + 1)
+        return ControlData.from_json(json.loads(raw))
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    finally:
+        os.close(fd)
+
+
+async def read_control(path: Path) -> ControlData | None:
+    """:func:`read_control_sync` off the event loop."""
+    return await asyncio.to_thread(read_control_sync, path)
 
 
 async def index_controls(directory: Path) -> dict[str, list[tuple[Path, ControlData]]]:

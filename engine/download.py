@@ -6,14 +6,13 @@ import asyncio
 import time
 from pathlib import Path
 
-import aiofiles.os
 import aiohttp
 
 from engine import control, partfile
-from engine.control import ControlData
+from engine.control import ControlData, UntrustedFile
 from engine.errors import DownloadError, ErrorKind, RemoteChanged
 from engine.events import TaskCompleted, TaskProbed, TaskRestarted, TaskVerifying
-from engine.filenames import choose_name, sanitize
+from engine.filenames import choose_name, is_numbered, sanitize
 from engine.http import check_url
 from engine.models import TaskState
 from engine.partfile import PartFile
@@ -80,26 +79,28 @@ class Download(Transfer):
         await self._finish()
 
     async def _adopt_existing_control(self) -> None:
-        """Pick up a part file and control file left by an earlier run for the same URL."""
+        """Pick up a part file and control file left by an earlier run for the same URL.
+
+        With ``-o`` only that name or a numbered variant of it (the earlier run found the name taken)
+        qualifies. Only a control file the user owns and alone may write, beside the very part file it
+        was written for, is adopted (engine.control and engine.partfile check both).
+        """
         task = self.task
         directory = Path(task.options.directory)
-        candidates: list[ControlData] = []
+        candidates = [data for _, data in await self.ctx.controls_for(directory, task.display_url)]
         if task.options.output:
             name = choose_name(task.options.output, None, task.url)
-            data = await control.read_control(control.control_path(directory / name))
-            if data is not None and data.url == task.display_url:
-                candidates = [data]
-        else:
-            candidates = [data for _, data in await self.ctx.controls_for(directory, task.display_url)]
+            candidates = [data for data in candidates if is_numbered(data.name, name)]
         claimed = self.ctx.claimed_paths()
         for data in candidates:
             final = directory / data.name
             if sanitize(data.name) != data.name:
                 continue  # a planted or corrupt control file must not steer us out of the directory
-            if final not in claimed and await aiofiles.os.path.exists(control.part_path(final)):
+            if final not in claimed and await asyncio.to_thread(partfile.owns_part, final, data):
                 break
         else:
             return
+        task.part_id = data.part_id
         task.name = data.name
         task.path = final
         task.size = data.size
@@ -140,7 +141,9 @@ class Download(Transfer):
         task = self.task
         directory = Path(task.options.directory)
         name = choose_name(task.options.output, resp.headers.get("Content-Disposition"), str(resp.url))
-        task.name = await asyncio.to_thread(partfile.claim_name, directory, name, self.ctx.claimed_paths())
+        claimed = self.ctx.claimed_paths()
+        task.name, task.part_id = await asyncio.to_thread(partfile.claim_name, directory, name, claimed)
+        assert task.name is not None
         task.path = directory / task.name
         # Guards against a name that sanitising missed: the file must stay in the directory.
         if task.path.parent != directory or task.path.name != task.name:
@@ -156,13 +159,19 @@ class Download(Transfer):
             await asyncio.to_thread(partfile.remove_durably, task.control_path)
             self.stale_control = False
         try:
-            self.file = await in_thread(PartFile.open, part, task.size, fresh, undo=PartFile.close)
+            self.file = await in_thread(
+                PartFile.open, part, task.size, fresh, task.part_id, undo=PartFile.close
+            )
         except FileNotFoundError:
             # Deleted while paused: what it held is gone, so start this file over.
             task.done = RangeSet()
             task.plan = []
             self.ctx.publish(TaskRestarted(time.time(), task.id, reason="partial file disappeared"))
-            self.file = await in_thread(PartFile.open, part, task.size, True, undo=PartFile.close)
+            self.file = await in_thread(PartFile.open, part, task.size, True, None, undo=PartFile.close)
+        except UntrustedFile as exc:
+            # Something else took the part file's name (a symlink, another user's file): never write it.
+            raise DownloadError(str(exc), permanent=True, kind=ErrorKind.NAME) from None
+        task.part_id = self.file.identity
 
     async def _close_file(self) -> None:
         if self.file is not None:
@@ -190,6 +199,7 @@ class Download(Transfer):
                 etag=task.etag,
                 last_modified=task.last_modified,
                 done=task.done.as_list() if task.resumable else [],
+                part_id=self.file.identity,
             )
             file, path = self.file, task.control_path
             await in_thread(file.sync_and_record, path, data, durable)
@@ -216,8 +226,10 @@ class Download(Transfer):
                     permanent=True,
                     kind=ErrorKind.CHECKSUM,
                 )
-        await self._close_file()
-        placing = asyncio.ensure_future(asyncio.to_thread(self._place_final))
+        # The placement closes the file: from here on the worker thread owns the descriptor.
+        self.file = None
+        claimed = self.ctx.claimed_paths() - {task.path}
+        placing = asyncio.ensure_future(asyncio.to_thread(self._place_final, file, claimed))
         try:
             final = await asyncio.shield(placing)
         except asyncio.CancelledError:
@@ -233,11 +245,17 @@ class Download(Transfer):
         duration = task.meter.active_time
         self.ctx.publish(TaskCompleted(time.time(), task.id, path=str(final), size=size, duration=duration))
 
-    def _place_final(self) -> Path:
+    def _place_final(self, file: PartFile, claimed: set[Path]) -> Path:
         """Give the part file its final name without ever replacing an existing file (blocking)."""
         task = self.task
         assert task.path is not None and task.part_path is not None and task.name is not None
-        final = partfile.place_final(task.part_path, task.control_path, task.path.parent, task.name)
+        assert task.control_path is not None
+        try:
+            final = partfile.place_final(
+                file, task.part_path, task.control_path, task.path.parent, task.name, claimed
+            )
+        except UntrustedFile as exc:
+            raise DownloadError(str(exc), permanent=True, kind=ErrorKind.NAME) from None
         if final is None:
             raise DownloadError(f"no free file name for {task.name!r}", permanent=True, kind=ErrorKind.NAME)
         return final

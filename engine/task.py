@@ -8,6 +8,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from engine.control import FileId
 from engine.http import redact
 from engine.models import SegmentSnapshot, SegmentState, TaskOptions, TaskSnapshot, TaskState
 from engine.ranges import RangeSet
@@ -53,6 +54,8 @@ class Task:
         self.etag: str | None = None
         self.last_modified: str | None = None
         self.done = RangeSet()
+        self.part_id: FileId | None = None
+        """The part file's ``(st_dev, st_ino)`` once claimed or adopted: every reopen must find it."""
         self.plan: list[Segment] = []
         self.connections: dict[int, Connection] = {}
         self.max_connections = options.connections
