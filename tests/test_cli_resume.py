@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
@@ -120,14 +121,15 @@ def check_finished(p: Paths, res: Result, others: tuple[str, ...] = ()) -> None:
 @pytest.mark.parametrize(
     ("extra", "saved_as", "taken"),
     [
-        ([], NAME, False),  # the name from the URL
-        (["-o", "chosen.iso"], "chosen.iso", False),  # an explicit name
-        ([], "resume-me.1.bin", True),  # the URL's name was taken: the numbered part file is found again
+        ([], NAME, None),  # the name from the URL
+        (["-o", "chosen.iso"], "chosen.iso", None),  # an explicit name
+        ([], "resume-me.1.bin", NAME),  # the URL's name was taken: the numbered part file is found again
+        (["-o", "out.bin"], "out.1.bin", "out.bin"),  # the same with -o: out.1.bin resumes, no out.2.bin
     ],
-    ids=["url-name", "output", "taken-name"],
+    ids=["url-name", "output", "taken-name", "taken-output"],
 )
 def test_kill_9_mid_download_then_same_command_resumes(
-    threaded_fault_server: FaultServer, procs: Processes, extra: list[str], saved_as: str, taken: bool
+    threaded_fault_server: FaultServer, procs: Processes, extra: list[str], saved_as: str, taken: str | None
 ) -> None:
     srv = threaded_fault_server
     url = srv.add_file(NAME, SIZE, rate=FIRST_RATE)
@@ -135,8 +137,8 @@ def test_kill_9_mid_download_then_same_command_resumes(
     others: tuple[str, ...] = ()
     if taken:
         p.dir.mkdir()
-        (p.dir / NAME).write_bytes(b"precious")
-        others = (NAME,)
+        (p.dir / taken).write_bytes(b"precious")
+        others = (taken,)
     args = ["get", "-x", "2", "-d", "dl", *extra, url]
 
     first = procs.start(args)
@@ -167,7 +169,7 @@ def test_kill_9_mid_download_then_same_command_resumes(
 
     check_finished(p, res, others)
     if taken:
-        assert (p.dir / NAME).read_bytes() == b"precious"
+        assert (p.dir / taken).read_bytes() == b"precious"
     check_resumed_requests(stats.records[before_records:], done)
     resent = stats.bytes_sent - before_sent
     # Only the missing bytes again (plus what an open-ended probe had in flight when it was cut).
@@ -218,3 +220,21 @@ def test_interrupt_exits_130_saves_state_and_resumes(
     check_resumed_requests(stats.records[before_records:], done)
     assert stats.bytes_sent - before_sent <= SIZE - claimed + 1 * MiB
     assert stats.bytes_sent < 2 * SIZE
+
+
+@pytest.mark.slow
+def test_get_gives_the_final_file_the_umask_mode_and_keeps_part_files_private(
+    threaded_fault_server: FaultServer, procs: Processes
+) -> None:
+    srv = threaded_fault_server
+    url = srv.add_file(NAME, SIZE, rate=FIRST_RATE)
+    p = paths_in(procs.cwd / "dl")
+    first = procs.start(["get", "-x", "1", "-d", "dl", url], umask=0o002)
+    wait_until_sync(lambda: p.control.exists() and p.part.exists(), "the part and control files")
+    # The part file holds unverified bytes and the control file the URL with its tokens: 0600.
+    assert stat.S_IMODE(p.part.stat().st_mode) == 0o600
+    assert stat.S_IMODE(p.control.stat().st_mode) == 0o600
+    srv.update(NAME, rate=None)
+    res = procs.finish(first, timeout=30)
+    check_finished(p, res)
+    assert stat.S_IMODE(p.final.stat().st_mode) == 0o664  # 0o666 & ~umask, as any program would make it
