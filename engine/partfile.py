@@ -208,7 +208,6 @@ def place_final(
     The control file goes last, since until the part file is placed it is what resumes the download.
     """
     try:
-        os.fchmod(file.fd, FINAL_MODE)
         for _ in range(PLACE_TRIES):
             final = directory / unique_name(
                 name,
@@ -231,6 +230,8 @@ def place_final(
                 # Someone swapped the part file: what was linked is theirs, not the bytes written.
                 os.unlink(final)
                 raise UntrustedFile(f"{part} was replaced while it was being placed")
+            # Widened only now: until it is verified and placed, the data is the user's alone.
+            os.fchmod(file.fd, FINAL_MODE)
             if linked:
                 os.unlink(part)
             control.remove_quietly(control_file)
