@@ -201,3 +201,26 @@ async def test_placement_never_takes_another_tasks_name(
     assert_exact(task_a.path, "a.bin", SIZE)
     assert_exact(task_c.path, "c.bin", SIZE)
     assert (download_dir / "f.bin").read_bytes() == b"someone else's"
+
+
+async def test_a_part_file_swapped_while_paused_is_never_written(
+    fault_server: FaultServer, download_dir: Path
+) -> None:
+    url = fault_server.add_file(NAME, SIZE, rate=512 * KiB)
+    part = download_dir / (NAME + ".part")
+    async with Engine(fast_config()) as engine:
+        tid = await engine.add(url, opts(download_dir, connections=2))
+        await wait_for_state(engine, tid, lambda t: t.done >= 300 * KiB)
+        await engine.pause(tid)
+        # Another user swaps in a file of theirs under the part file's name.
+        theirs = download_dir / "theirs"
+        theirs.write_bytes(b"another user's bytes")
+        os.chown(theirs, nobody(), -1)
+        theirs.rename(part)
+        fault_server.update(NAME, rate=None)
+        await engine.resume(tid)
+        task = await wait_for_state(engine, tid, lambda t: t.state.finished)
+    assert task.state is TaskState.FAILED
+    assert "another user" in (task.error or ""), task.error
+    assert part.read_bytes() == b"another user's bytes"
+    assert not (download_dir / NAME).exists()
