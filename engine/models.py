@@ -179,6 +179,8 @@ class EngineSnapshot:
     """Wall-clock time the snapshot was taken."""
     counts: dict[str, int] = field(default_factory=dict)
     """Number of tasks in each state, by state value."""
+    save_error: str | None = None
+    """Why the queue cannot be saved (``No space left on device``) while saves fail; None once saved."""
 
     def task(self, task_id: int) -> TaskSnapshot | None:
         """The task with this id, if present."""

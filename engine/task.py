@@ -61,6 +61,8 @@ class Task:
         self.added_at = time.time()
         self.finished_at: float | None = None
         self.control_checked = False
+        self.checkpoint_error: str | None = None
+        """Why the control file could not be written, while checkpoints fail; None when they work."""
         self.runner: asyncio.Task[None] | None = None
         self.done_event = asyncio.Event()
         self._still: TaskSnapshot | None = None
