@@ -23,6 +23,9 @@ from tests.support.downloads import assert_exact, fast_config, opts, wait_for_st
 from tests.support.events import EventLog
 from tests.support.tmpfs import allocate, fill, small_tmpfs
 from tests.support.waiting import wait_until
+from tui.formatting import describe_event
+from tui.model import DashboardModel
+from tui.widgets.summary import summary_text
 
 ENOSPC_TEXT = "No space left on device"
 
@@ -52,6 +55,11 @@ async def test_a_failed_session_save_is_retried_until_everything_acknowledged_is
             failed = await log.wait_for(SessionSaveFailed)
             assert failed.reason == ENOSPC_TEXT
             assert engine.snapshot().save_error == ENOSPC_TEXT
+            model = DashboardModel()
+            model.apply_snapshot(engine.snapshot())
+            assert f"Unsaved {ENOSPC_TEXT}" in summary_text(model, "queue", "").plain
+            line = describe_event(failed, {})
+            assert line is not None and line.text == f"queue not saved: {ENOSPC_TEXT} (retrying)"
             # Acknowledged while saves fail: the saver is still there to save it later.
             await engine.add(second, opts(download_dir))
             await wait_until(lambda: engine.snapshot().speed > 0, "data to flow", limit=10)
@@ -62,6 +70,8 @@ async def test_a_failed_session_save_is_retried_until_everything_acknowledged_is
             await log.wait_for(SessionSaveRecovered)
             assert saved_urls(session) == [first, second]
             assert engine.snapshot().save_error is None
+            model.apply_snapshot(engine.snapshot())
+            assert "Unsaved" not in summary_text(model, "queue", "").plain
             assert len(log.of(SessionSaveFailed)) == 1
 
 

@@ -35,6 +35,8 @@ UNAUTHORIZED = 401
 """The status of a request without the right bearer token."""
 AUTH_CHALLENGE = 'Bearer realm="fetchtop"'
 """The ``WWW-Authenticate`` header sent with a 401."""
+STOP_REPLY_TIMEOUT = 20.0
+"""Seconds ``stop`` waits for the engine's last save before it answers without the outcome."""
 
 
 class Read(StrEnum):
@@ -74,7 +76,7 @@ class Command(StrEnum):
     MOVE = "move"
     """Move ``id`` by ``offset`` places."""
     STOP = "stop"
-    """Save and exit; answers ``{"pid": pid}``."""
+    """Save and exit; answers, once saved, ``{"pid": pid, "saved": bool, "save_error": str | None}``."""
 
 
 def path(name: Read | Command) -> str:
@@ -262,10 +264,23 @@ def read_task_id(data: dict[str, Any]) -> int:
     return task_id
 
 
-def read_pid(data: dict[str, Any]) -> int:
-    """The daemon's pid in the answer to ``stop`` (0 if it did not say)."""
+@dataclasses.dataclass(frozen=True)
+class Stopped:
+    """The answer to ``stop``: which daemon, and whether its last save of the queue worked."""
+
+    pid: int
+    """The daemon's pid (0 if it did not say)."""
+    save_error: str | None
+    """Why the queue could not be saved as the engine closed; None if saved (or not said)."""
+
+
+def read_stop(data: dict[str, Any]) -> Stopped:
+    """The answer to ``stop``; an answer without the save's outcome counts as saved."""
     pid = data.get("pid")
-    return pid if isinstance(pid, int) else 0
+    error = data.get("save_error")
+    if data.get("saved") is False and not isinstance(error, str):
+        error = "unknown error"
+    return Stopped(pid if isinstance(pid, int) else 0, error if isinstance(error, str) else None)
 
 
 def read_snapshot(data: dict[str, Any]) -> EngineSnapshot:

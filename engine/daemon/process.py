@@ -153,12 +153,15 @@ async def _main(config: DaemonConfig, notify: int | None) -> int:
             notify = None
         await daemon.serve()
         log.info("stopping: saving the session")
-        return 0
     finally:
         await daemon.close()
         if notify is not None:
             os.close(notify)
         log.info("stopped")
+    if daemon.engine.save_error is not None:
+        log.error("the queue was not saved: %s", daemon.engine.save_error)
+        return 1
+    return 0
 
 
 def run_daemon(config: DaemonConfig, *, detach: bool = False, quiet: bool = False) -> int:
@@ -184,7 +187,11 @@ def run_daemon(config: DaemonConfig, *, detach: bool = False, quiet: bool = Fals
             return 1
     _setup_logging(quiet)
     try:
-        _write_pid(config.locations)
+        try:
+            _write_pid(config.locations)
+        except OSError as exc:  # a full or read-only state directory: one line, no traceback
+            log.error("cannot start: cannot write %s: %s", config.locations.pid, exc.strerror or exc)
+            return 1
         return asyncio.run(_main(config, notify))
     finally:
         with contextlib.suppress(OSError):

@@ -38,6 +38,7 @@ from engine.codec import event_to_json
 from engine.daemon.api import (
     AUTH_CHALLENGE,
     MAX_BODY,
+    STOP_REPLY_TIMEOUT,
     UNAUTHORIZED,
     Command,
     Read,
@@ -138,6 +139,7 @@ class Daemon:
         self.metrics: MetricsServer | None = None
         """The Prometheus endpoint, if any."""
         self._stop = asyncio.Event()
+        self._engine_closed = asyncio.Event()
         self._runners: list[web.AppRunner] = []
         self._watchers: dict[web.WebSocketResponse, Subscription] = {}
         self._recorder: asyncio.Task[None] | None = None
@@ -183,8 +185,12 @@ class Daemon:
             # Ending the subscriptions ends the event handlers, which close their sockets themselves.
             for events in list(self._watchers.values()):
                 events.close()
-            # The engine is saved before the listeners go, so "unreachable" means "saved".
-            await self.engine.close()
+            # The engine is saved before the listeners go, so "unreachable" means "saved" (or failed
+            # to be: a stop request waiting for this answers with the outcome).
+            try:
+                await self.engine.close()
+            finally:
+                self._engine_closed.set()
             if self._recorder is not None:
                 with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                     await asyncio.wait_for(self._recorder, 5)
@@ -326,9 +332,18 @@ class Daemon:
 
         async def stop(body: dict[str, Any]) -> dict[str, Any]:
             log.info("stop requested over the API")
-            # Answer first; the stop happens once this response is on its way.
-            asyncio.get_running_loop().call_soon(self.request_stop)
-            return {"pid": os.getpid()}
+            self.request_stop()
+            # Answer once the engine is closed, so the caller learns whether the last save worked;
+            # close() waits for this handler before the listeners go.
+            try:
+                await asyncio.wait_for(self._engine_closed.wait(), STOP_REPLY_TIMEOUT)
+            except TimeoutError:
+                return {"pid": os.getpid()}
+            return {
+                "pid": os.getpid(),
+                "saved": self.engine.save_error is None,
+                "save_error": self.engine.save_error,
+            }
 
         return {
             Command.ADD: add,
