@@ -147,3 +147,24 @@ async def test_a_failed_checkpoint_keeps_the_download_going_and_the_part_file_re
             assert_exact(done.path, "d.bin", size)
             assert not control.exists() and not part.exists()
             assert len(log.of(CheckpointFailed, tid)) == 1
+
+
+async def test_a_failed_write_of_data_still_fails_the_download(
+    tmp_path: Path, fault_server: FaultServer
+) -> None:
+    """The other side of the checkpoint rule (unchanged behaviour, guarded): bytes that cannot be
+    written are an error, and the control file never claims them."""
+    downloads = tmp_path / "dl"
+    downloads.mkdir()
+    size = 192 * KiB
+    url = fault_server.add(FileSpec("e.bin", size=size, rate=48 * KiB, chunk_size=4 * KiB))
+    with small_tmpfs(downloads, size="512k"):
+        control = downloads / "e.bin.part.json"
+        async with Engine(fast_config()) as engine:
+            tid = await engine.add(url, opts(downloads, connections=1, retries=0))
+            await wait_until(lambda: read_control(control) is not None, "the first checkpoint", limit=20)
+            fill(downloads)  # the part file is sparse: its next pages have no room
+            done = await wait_until_done(engine, tid)
+            assert done.state is TaskState.FAILED
+            assert done.error is not None and ENOSPC_TEXT in done.error
+            assert claimed_bytes(read_control(control)) <= done.done
