@@ -26,7 +26,7 @@ from tests.support.downloads import fast_config, opts
 from tests.support.pilot import wait_in_app
 from tui.app import FetchtopApp, dashboard_app
 from tui.screens.detail import DetailScreen
-from tui.screens.dialogs import AddDialog, ConfirmDialog, LimitDialog, RemoveDialog
+from tui.screens.dialogs import AddDialog, LimitDialog, QuitDialog, RemoveDialog
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
 from tui.widgets.segment_map import SegmentMap
@@ -248,12 +248,12 @@ async def test_quit_asks_and_downloads_resume_next_time(
     async with app.run_test(size=SIZE) as pilot:
         await wait_in_app(pilot, both_started, "progress on both")
         await pilot.press("q")
-        assert isinstance(app.screen, ConfirmDialog)
+        assert isinstance(app.screen, QuitDialog)
         await pilot.press("n")  # stay
         assert isinstance(app.screen, MainScreen)
         assert app.is_running
         await pilot.press("q")
-        assert isinstance(app.screen, ConfirmDialog)
+        assert isinstance(app.screen, QuitDialog)
         await pilot.press("y")
         await wait_in_app(pilot, lambda: not app.is_running, "the app to exit")
     assert app.return_code == 0
