@@ -26,6 +26,7 @@ from tests.support.downloads import fast_config, opts
 from tests.support.pilot import wait_in_app
 from tests.support.waiting import wait_until
 from tui.app import FetchtopApp, dashboard_app
+from tui.screens.dialogs import QuitDialog
 
 SIZE = (120, 36)
 """Terminal size for the pilot."""
@@ -146,3 +147,50 @@ async def test_the_dashboard_owns_the_state_dir_and_serves_the_cli_and_a_second_
     assert info(daemons) is None
     assert not (daemons.state_dir / "daemon.sock").exists()
     await asyncio.to_thread(daemons.start)
+
+
+def _daemon_pid(daemons: Daemons, not_pid: int) -> int | None:
+    """The pid of a live engine other than ``not_pid`` that owns the state directory."""
+    data = info(daemons)
+    pid = None if data is None else data.get("pid")
+    if not isinstance(pid, int) or pid == not_pid:
+        return None
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return None
+    return pid
+
+
+@pytest.mark.slow
+async def test_quitting_with_keep_running_hands_the_downloads_to_a_detached_daemon(
+    daemons: Daemons, threaded_fault_server: FaultServer
+) -> None:
+    srv = threaded_fault_server
+    size = 768 * KiB
+    url = srv.add(FileSpec("handed.bin", size=size, rate=64 * KiB, chunk_size=8 * KiB))
+    app = dashboard(daemons, [url])
+    async with app.run_test(size=SIZE) as pilot:
+        tasks = lambda: app.model.snapshot.tasks  # noqa: E731
+        await wait_in_app(pilot, lambda: tasks() and tasks()[0].done > 64 * KiB, "progress")
+        await pilot.press("q")
+        assert isinstance(app.screen, QuitDialog) and app.screen.background
+        await pilot.press("n")  # stay
+        assert app.is_running and not isinstance(app.screen, QuitDialog)
+        before = srv.stats("handed.bin").requests
+        await pilot.press("q", "b")  # keep them running in the background
+        await wait_in_app(pilot, lambda: not app.is_running, "the dashboard to quit", limit=60)
+    assert app.host is not None and app.host.report is not None
+    assert "daemon started" in app.host.report, app.host.report
+    pid = await wait_until(lambda: _daemon_pid(daemons, os.getpid()), "a daemon to own the state directory")
+    srv.update("handed.bin", rate=None)
+    listed = await asyncio.to_thread(daemons.snapshot)
+    [task] = listed["tasks"]
+    done = await asyncio.to_thread(daemons.wait_state, task["id"], "completed")
+    assert file_matches(done["path"], "handed.bin", size)
+    # The daemon resumed from the control file rather than starting over.
+    headers = srv.stats("handed.bin").range_headers[before:]
+    assert headers and all(h is not None and not h.startswith("bytes=0-") for h in headers), headers
+    assert leftovers(daemons.downloads) == []
+    await asyncio.to_thread(daemons.ok, "stop")
+    await wait_until(lambda: _daemon_pid(daemons, os.getpid()) is None, f"daemon {pid} to stop")
