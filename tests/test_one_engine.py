@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +26,10 @@ from faultserver.server import FaultServer
 from faultserver.specs import FileSpec
 from tests.support.daemons import Daemons, daemon_area
 from tests.support.downloads import fast_config, opts
+from tests.support.limits import RUN_TIMEOUT
 from tests.support.pilot import wait_in_app
-from tests.support.waiting import wait_until
+from tests.support.processes import FETCHTOP, child_env
+from tests.support.waiting import wait_until, wait_until_sync
 from tui.app import FetchtopApp, dashboard_app
 from tui.screens.dialogs import QuitDialog
 
@@ -194,3 +199,58 @@ async def test_quitting_with_keep_running_hands_the_downloads_to_a_detached_daem
     assert leftovers(daemons.downloads) == []
     await asyncio.to_thread(daemons.ok, "stop")
     await wait_until(lambda: _daemon_pid(daemons, os.getpid()) is None, f"daemon {pid} to stop")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hang_up", ["sighup", "terminal-closed"])
+def test_losing_the_terminal_keeps_the_downloads_running_in_a_daemon(
+    daemons: Daemons, threaded_fault_server: FaultServer, hang_up: str
+) -> None:
+    # The real dashboard in a real terminal (tmux); then SIGHUP, or the terminal itself goes away
+    # (what a dropped SSH connection does): the download must go on, in a daemon, to the last byte.
+    srv = threaded_fault_server
+    size = 768 * KiB
+    url = srv.add(FileSpec("ssh.bin", size=size, rate=64 * KiB, chunk_size=8 * KiB))
+    tmux = ["tmux", "-S", str(daemons.base / "tmux.sock")]
+    env = child_env(daemons.home)
+    command = [*FETCHTOP, "--state-dir", str(daemons.state_dir), "-d", str(daemons.downloads), "-x", "2", url]
+    try:
+        subprocess.run(
+            [*tmux, "new-session", "-d", "-x", "120", "-y", "36", f"exec {shlex.join(command)}"],
+            env=env,
+            cwd=str(daemons.downloads),
+            check=True,
+            timeout=RUN_TIMEOUT,
+        )
+        owner = wait_until_sync(lambda: (data := info(daemons)) is not None and data.get("pid"), "its owner")
+        [task] = daemons.snapshot()["tasks"]
+        wait_until_sync(lambda: daemons.task(task["id"])["done"] > 64 * KiB, "progress in the dashboard")
+        before = srv.stats("ssh.bin").requests
+        if hang_up == "sighup":
+            os.kill(owner, signal.SIGHUP)
+        else:
+            subprocess.run([*tmux, "kill-server"], env=env, timeout=RUN_TIMEOUT, check=True)
+        pid = wait_until_sync(lambda: _daemon_pid(daemons, owner), "a daemon to take over", limit=60)
+        wait_until_sync(lambda: not _alive(owner), "the dashboard to exit")
+        srv.update("ssh.bin", rate=None)
+        done = daemons.wait_state(task["id"], "completed")
+        assert file_matches(done["path"], "ssh.bin", size)
+        headers = srv.stats("ssh.bin").range_headers[before:]
+        assert headers and all(h is not None and not h.startswith("bytes=0-") for h in headers), headers
+        assert leftovers(daemons.downloads) == []
+        daemons.ok("stop")
+        wait_until_sync(lambda: not _alive(pid), f"daemon {pid} to stop")
+    finally:
+        subprocess.run([*tmux, "kill-server"], env=env, timeout=RUN_TIMEOUT, capture_output=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
