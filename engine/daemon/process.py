@@ -26,8 +26,13 @@ READY_TIMEOUT = 30.0
 """Seconds ``--detach`` waits for the daemon to report that it listens."""
 
 
-def _lock_state_dir(where: Locations) -> int:
-    """Create the state directory (0700) and take its lock; returns the lock's fd. Raises DaemonError."""
+def try_lock_state_dir(where: Locations) -> int | None:
+    """Create the state directory (0700) and take its lock; returns the lock's fd, or None while
+    another engine (a daemon or a dashboard) holds it. Raises DaemonError if the directory is unusable.
+
+    The lock is the one rule that makes one engine per state directory: whoever holds it owns the
+    session, the history and the control socket. The fd is not inherited by child processes.
+    """
     state_dir = where.state_dir
     try:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
@@ -38,9 +43,17 @@ def _lock_state_dir(where: Locations) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
+        return None
+    return fd
+
+
+def _lock_state_dir(where: Locations) -> int:
+    """:func:`try_lock_state_dir`, raising DaemonError when another engine holds the lock."""
+    fd = try_lock_state_dir(where)
+    if fd is None:
         pid = read_pid(where)
         who = f" (pid {pid})" if pid else ""
-        raise DaemonError(f"a daemon is already running on {state_dir}{who}") from None
+        raise DaemonError(f"a daemon is already running on {where.state_dir}{who}")
     return fd
 
 
@@ -52,7 +65,8 @@ def read_pid(where: Locations) -> int | None:
         return None
 
 
-def _write_pid(where: Locations) -> None:
+def write_pid(where: Locations) -> None:
+    """Write this process's id to the pid file (the lock's holder writes it)."""
     fd = os.open(where.pid, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -188,7 +202,7 @@ def run_daemon(config: DaemonConfig, *, detach: bool = False, quiet: bool = Fals
     _setup_logging(quiet)
     try:
         try:
-            _write_pid(config.locations)
+            write_pid(config.locations)
         except OSError as exc:  # a full or read-only state directory: one line, no traceback
             log.error("cannot start: cannot write %s: %s", config.locations.pid, exc.strerror or exc)
             return 1
