@@ -18,7 +18,7 @@ from typing import NoReturn
 from engine.client import EngineError
 from engine.daemon.config import DaemonConfig, DaemonError
 from engine.daemon.server import Daemon, host_port
-from engine.locations import Locations
+from engine.locations import Locations, make_private_dir
 
 log = logging.getLogger("fetchtop.daemon")
 
@@ -30,7 +30,7 @@ def _lock_state_dir(where: Locations) -> int:
     """Create the state directory (0700) and take its lock; returns the lock's fd. Raises DaemonError."""
     state_dir = where.state_dir
     try:
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        make_private_dir(state_dir)
         fd = os.open(where.lock, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise DaemonError(f"cannot use state directory {state_dir}: {exc.strerror}") from None
@@ -131,9 +131,11 @@ async def _main(config: DaemonConfig, notify: int | None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, daemon.request_stop)
+    started = False
     try:
         try:
             await daemon.start()
+            started = True
         except (DaemonError, OSError, EngineError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             message = f"cannot start: {reason}"
@@ -158,7 +160,8 @@ async def _main(config: DaemonConfig, notify: int | None) -> int:
         await daemon.close()
         if notify is not None:
             os.close(notify)
-        log.info("stopped")
+        if started:  # a refusal to start stays the one line that says why
+            log.info("stopped")
 
 
 def run_daemon(config: DaemonConfig, *, detach: bool = False, quiet: bool = False) -> int:
