@@ -109,7 +109,8 @@ class TaskSnapshot:
     state: TaskState
     """Where the task is in its lifecycle."""
     options: TaskOptions
-    """The options it was added with (limit as currently set)."""
+    """The options it was added with (limit as currently set), secret header values and the proxy's
+    password redacted (:func:`engine.redaction.redact_options`)."""
     name: str | None = None
     """File name once decided."""
     path: str | None = None

@@ -8,10 +8,10 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from engine.http import redact
 from engine.models import SegmentSnapshot, SegmentState, TaskOptions, TaskSnapshot, TaskState
 from engine.ranges import RangeSet
 from engine.ratemeter import RateMeter
+from engine.redaction import redact, redact_options
 from engine.segments import Segment
 from engine.tokenbucket import TokenBucket
 
@@ -169,7 +169,7 @@ class Task:
             id=self.id,
             url=self.display_url,
             state=self.state,
-            options=self.options,
+            options=redact_options(self.options),
             name=self.name,
             path=None if self.path is None else str(self.path),
             part_path=None if self.part_path is None else str(self.part_path),

@@ -222,10 +222,25 @@ def decode_options(data: Any, defaults: TaskOptions, download_dir: str, confine:
     options = dataclasses.replace(defaults, **changes)
     directory = os.path.normpath(os.path.join(download_dir, os.path.expanduser(options.directory)))
     if confine:
-        root = os.path.normpath(os.path.abspath(download_dir))
-        if os.path.commonpath([os.path.abspath(directory), root]) != root:
-            raise RequestError(400, "over TCP, 'directory' must be inside the daemon's download directory")
+        directory = _confined(directory, download_dir)
     return dataclasses.replace(options, directory=directory)
+
+
+def _confined(directory: str, download_dir: str) -> str:
+    """``directory`` with its symlinks resolved, if it lies inside ``download_dir`` and no part of it
+    below there is hidden (``.name``); raises RequestError(400).
+
+    The resolved path is what the download then uses, so a symlink inside the download directory
+    cannot lead out of it, at the check or after it.
+    """
+    root = os.path.realpath(download_dir)
+    real = os.path.realpath(directory)
+    if os.path.commonpath([real, root]) != root:
+        raise RequestError(400, "over TCP, 'directory' must be inside the daemon's download directory")
+    below = (os.path.relpath(directory, os.path.abspath(download_dir)), os.path.relpath(real, root))
+    if any(part.startswith(".") and part != "." for rel in below for part in rel.split(os.sep)):
+        raise RequestError(400, "over TCP, 'directory' must not name a hidden directory (.name)")
+    return real
 
 
 # ----- answers: made by the server, read by the client ------------------------------------------

@@ -18,7 +18,7 @@ from typing import NoReturn
 from engine.client import EngineError
 from engine.daemon.config import DaemonConfig, DaemonError
 from engine.daemon.server import Daemon, host_port
-from engine.locations import Locations
+from engine.locations import Locations, make_private_dir
 
 log = logging.getLogger("fetchtop.daemon")
 
@@ -35,7 +35,7 @@ def try_lock_state_dir(where: Locations) -> int | None:
     """
     state_dir = where.state_dir
     try:
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        make_private_dir(state_dir)
         fd = os.open(where.lock, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise DaemonError(f"cannot use state directory {state_dir}: {exc.strerror}") from None
@@ -145,9 +145,11 @@ async def _main(config: DaemonConfig, notify: int | None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, daemon.request_stop)
+    started = False
     try:
         try:
             await daemon.start()
+            started = True
         except (DaemonError, OSError, EngineError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             message = f"cannot start: {reason}"
@@ -171,7 +173,8 @@ async def _main(config: DaemonConfig, notify: int | None) -> int:
         await daemon.close()
         if notify is not None:
             os.close(notify)
-        log.info("stopped")
+        if started:  # a refusal to start stays the one line that says why
+            log.info("stopped")
     if daemon.engine.save_error is not None:
         log.error("the queue was not saved: %s", daemon.engine.save_error)
         return 1

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import errno
 import hmac
 import json
 import logging
@@ -56,8 +55,9 @@ from engine.daemon.api import (
     tasks_body,
     url_field,
 )
-from engine.daemon.config import DaemonConfig, DaemonError
+from engine.daemon.config import DaemonConfig
 from engine.daemon.history import History, log_event
+from engine.daemon.sockets import remove_stale_socket
 from engine.engine import Engine
 from engine.events import ProgressUpdated, TaskCancelled, TaskCompleted, TaskFailed
 from engine.models import TaskOptions
@@ -244,7 +244,7 @@ class Daemon:
         path = self.config.socket_path
         directory = os.path.dirname(path) or "."
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        _remove_stale_socket(path)
+        remove_stale_socket(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         # The socket file takes its mode from the umask at bind(): 0177 makes it 0600 from its first
         # instant (a chmod after would leave a window); the chmod is for systems ignoring the umask.
@@ -470,22 +470,3 @@ class Daemon:
 def host_port(host: str, port: int) -> str:
     """``host:port``, with brackets around an IPv6 address so the result is a URL authority."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _remove_stale_socket(path: str) -> None:
-    """Delete a socket file no daemon answers on (left by kill -9); refuse if one does."""
-    if not os.path.lexists(path):
-        return
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(1.0)
-        probe.connect(path)
-    except OSError as exc:
-        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT, errno.ENOTSOCK):
-            raise DaemonError(f"cannot use socket {path}: {exc.strerror}") from None
-    else:
-        raise DaemonError(f"another daemon is listening on {path}")
-    finally:
-        probe.close()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
