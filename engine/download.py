@@ -10,8 +10,15 @@ import aiohttp
 
 from engine import control, partfile
 from engine.control import ControlData, UntrustedFile
-from engine.errors import DownloadError, ErrorKind, RemoteChanged
-from engine.events import TaskCompleted, TaskProbed, TaskRestarted, TaskVerifying
+from engine.errors import ControlWriteError, DownloadError, ErrorKind, RemoteChanged
+from engine.events import (
+    CheckpointFailed,
+    CheckpointRecovered,
+    TaskCompleted,
+    TaskProbed,
+    TaskRestarted,
+    TaskVerifying,
+)
 from engine.filenames import choose_name, is_numbered, sanitize
 from engine.http import check_url
 from engine.models import TaskState
@@ -186,7 +193,11 @@ class Download(Transfer):
             await self._checkpoint()
 
     async def _checkpoint(self, durable: bool = True) -> None:
-        """Make written data durable, then record it in the control file."""
+        """Make written data durable, then record it in the control file.
+
+        A control file that cannot be written is published (once per run of failures) and
+        retried at the next checkpoint; only a failure to sync the data raises.
+        """
         task = self.task
         if self.file is None or task.control_path is None or task.name is None:
             return
@@ -202,7 +213,18 @@ class Download(Transfer):
                 part_id=self.file.identity,
             )
             file, path = self.file, task.control_path
-            await in_thread(file.sync_and_record, path, data, durable)
+            try:
+                await in_thread(file.sync_and_record, path, data, durable)
+            except ControlWriteError as exc:
+                # Not the download's failure: the data is on disk and the old control file
+                # (claiming less) still resumes it, so go on and try again next checkpoint.
+                if task.checkpoint_error != exc.reason:
+                    task.checkpoint_error = exc.reason
+                    self.ctx.publish(CheckpointFailed(time.time(), task.id, reason=exc.reason))
+                return
+            if task.checkpoint_error is not None:
+                task.checkpoint_error = None
+                self.ctx.publish(CheckpointRecovered(time.time(), task.id))
 
     async def _finish(self) -> None:
         task = self.task

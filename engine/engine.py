@@ -12,6 +12,7 @@ from types import TracebackType
 import aiohttp
 
 from engine import control
+from engine.backoff import backoff_delay
 from engine.bus import EventBus, Subscription
 from engine.client import EngineError
 from engine.config import EngineConfig, validate_options
@@ -22,6 +23,8 @@ from engine.events import (
     Event,
     LimitChanged,
     ProgressUpdated,
+    SessionSaveFailed,
+    SessionSaveRecovered,
     TaskAdded,
     TaskCancelled,
     TaskFailed,
@@ -40,6 +43,16 @@ from engine.tokenbucket import TokenBucket
 
 READ_BUFSIZE = 256 * 1024
 """aiohttp's per-response buffer: big enough that fast loopback reads come in large pieces."""
+SAVE_BACKOFF_BASE = 0.5
+"""Ceiling in seconds of the wait before the first retry of a failed session save (doubling)."""
+SAVE_BACKOFF_CAP = 30.0
+"""Largest wait ceiling between retries of a failed session save: the most a fix waits to be used."""
+SAVE_RETRY_FLOOR = 0.1
+"""Least wait between two failed saves, so full jitter never makes the retries spin."""
+FINAL_SAVE_TRIES = 3
+"""Attempts of the last save on close before the engine gives up and reports it."""
+FINAL_SAVE_DELAY = 0.5
+"""Seconds between those attempts (a passing EIO gets a chance; a full disk is not waited out)."""
 
 
 class Engine:
@@ -63,7 +76,9 @@ class Engine:
         self._closed = False
         self._control_index: dict[str, dict[str, list[tuple[Path, ControlData]]]] = {}
         self._save_wanted = asyncio.Event()
+        self._closing = asyncio.Event()
         self._saver: asyncio.Task[None] | None = None
+        self._save_error: str | None = None
 
     # ----- context ---------------------------------------------------------------------------
 
@@ -103,6 +118,7 @@ class Engine:
         if self._closed:
             return
         self._closed = True
+        self._closing.set()  # cuts short a saver waiting out its backoff
         # A runner clears task.runner when it ends, so hold on to them before awaiting any.
         runners = [t.runner for t in self._tasks.values() if t.runner is not None]
         for runner in runners:
@@ -273,6 +289,11 @@ class Engine:
         self._schedule()
         self._save_soon()
 
+    @property
+    def save_error(self) -> str | None:
+        """Why the queue is not saved, while saves fail (after :meth:`close`: why the last one did)."""
+        return self._save_error
+
     def snapshot(self) -> EngineSnapshot:
         """The full state of every task, as plain data."""
         tasks = tuple(self._tasks[i].snapshot() for i in self._order)
@@ -289,6 +310,7 @@ class Engine:
             connections=sum(t.connections for t in tasks),
             time=time.time(),
             counts=counts,
+            save_error=self._save_error,
         )
 
     def task_snapshot(self, task_id: int) -> TaskSnapshot | None:
@@ -382,19 +404,51 @@ class Engine:
 
     async def _save_loop(self, path: Path) -> None:
         # One writer, so saves never overlap (they share a temp file), and a burst of commands
-        # (hundreds of URLs added at start) costs a few saves rather than one each.
+        # (hundreds of URLs added at start) costs a few saves rather than one each. A failed save
+        # never ends the loop: it is retried with backoff until one works, and on close a few times.
+        failures = final_tries = 0
         while True:
             await self._save_wanted.wait()
             self._save_wanted.clear()
             closing = self._closed
-            entries = [
-                (t.url, t.options, t.state)
-                for t in (self._tasks[i] for i in self._order)
-                if t.state not in (TaskState.COMPLETED, TaskState.CANCELLED)
-            ]
-            await save_session(path, entries)
+            if await self._save_once(path):
+                if closing:
+                    return
+                failures = 0
+                continue
+            self._save_wanted.set()  # still owed: what was acknowledged is not on disk
             if closing:
-                return
+                final_tries += 1
+                if final_tries >= FINAL_SAVE_TRIES:
+                    return
+                await asyncio.sleep(FINAL_SAVE_DELAY)
+                continue
+            failures += 1
+            delay = max(SAVE_RETRY_FLOOR, backoff_delay(failures, SAVE_BACKOFF_BASE, SAVE_BACKOFF_CAP))
+            # Commands meanwhile do not cut the wait short (a full disk would be hammered), a close does.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), delay)
+
+    async def _save_once(self, path: Path) -> bool:
+        """Save the queue as it is now; True if it is on disk. Failures are published once per cause."""
+        entries = [
+            (t.url, t.options, t.state)
+            for t in (self._tasks[i] for i in self._order)
+            if t.state not in (TaskState.COMPLETED, TaskState.CANCELLED)
+        ]
+        try:
+            await save_session(path, entries)
+        except Exception as exc:  # ENOSPC, EIO, EACCES, EROFS... or a bug: the saver must live on
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            reason = reason or type(exc).__name__
+            if reason != self._save_error:
+                self._save_error = reason
+                self._bus.publish(SessionSaveFailed(time.time(), reason=reason))
+            return False
+        if self._save_error is not None:
+            self._save_error = None
+            self._bus.publish(SessionSaveRecovered(time.time()))
+        return True
 
 
 __all__ = ["Engine", "EngineConfig", "validate_options"]

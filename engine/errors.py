@@ -77,3 +77,15 @@ class DownloadError(Exception):
 
 class RemoteChanged(Exception):
     """The remote file is not the one the partial download came from."""
+
+
+class ControlWriteError(Exception):
+    """Writing a control file failed; the data it would describe is on disk and the old file stays.
+
+    Kept apart from OSError so a checkpoint's failure is never mistaken for a failed write of data.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        """One line saying what went wrong, e.g. ``No space left on device``."""

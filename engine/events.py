@@ -158,6 +158,39 @@ class LimitChanged(Event):
 
 
 @dataclass(frozen=True)
+class SessionSaveFailed(Event):
+    """Saving the queue failed; published once per run of failures (and again if the cause changes).
+
+    The engine keeps retrying with backoff; :class:`SessionSaveRecovered` follows once a save works.
+    """
+
+    reason: str
+    """Why, one line, e.g. ``No space left on device``."""
+
+
+@dataclass(frozen=True)
+class SessionSaveRecovered(Event):
+    """The queue was saved again after failed saves: everything acknowledged is on disk."""
+
+
+@dataclass(frozen=True)
+class CheckpointFailed(TaskEvent):
+    """A task's control file could not be written; published once per run of failures.
+
+    The download goes on and the previous control file (claiming less) stays, so the part file
+    remains resumable; the write is tried again at the next checkpoint.
+    """
+
+    reason: str
+    """Why, one line, e.g. ``No space left on device``."""
+
+
+@dataclass(frozen=True)
+class CheckpointRecovered(TaskEvent):
+    """A task's control file was written again after failed checkpoints."""
+
+
+@dataclass(frozen=True)
 class ProgressUpdated(Event):
     """The latest state of every task; published each tick and coalesced."""
 
@@ -183,6 +216,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TaskRemoved,
         TaskMoved,
         LimitChanged,
+        SessionSaveFailed,
+        SessionSaveRecovered,
+        CheckpointFailed,
+        CheckpointRecovered,
         ProgressUpdated,
     )
 }

@@ -16,23 +16,11 @@ from yarl import URL
 from engine.backoff import parse_retry_after
 from engine.errors import DownloadError, ErrorKind
 from engine.models import TaskOptions
+from engine.redaction import redact, redact_text
 
 USER_AGENT = "fetchtop/0.1"
 SUPPORTED_SCHEMES = ("http", "https")
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
-
-
-def redact(url: str | URL) -> str:
-    """The URL without user name or password, for anything a person or log may see."""
-    try:
-        u = url if isinstance(url, URL) else URL(url)
-    except (ValueError, TypeError):
-        # Unparseable (it will fail as malformed later): still never show what looks like userinfo.
-        return _USERINFO.sub(r"\1", str(url))
-    if u.user is None and u.password is None:
-        return str(u)
-    return str(u.with_user(None).with_password(None))
 
 
 def check_url(url: str) -> URL:
@@ -131,11 +119,12 @@ def classify(exc: BaseException) -> DownloadError:
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return DownloadError("server closed the connection", kind=ErrorKind.CONNECTION)
     if isinstance(exc, aiohttp.ClientError | ConnectionError):
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # aiohttp quotes the proxy URL, password included, in a refused CONNECT's message.
+        text = redact_text(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
         return DownloadError(f"connection error: {text}", kind=ErrorKind.CONNECTION)
     if isinstance(exc, OSError):
         return DownloadError(f"I/O error: {exc.strerror or exc}", permanent=True, kind=ErrorKind.IO)
-    return DownloadError(f"{type(exc).__name__}: {exc}", kind=ErrorKind.ERROR)
+    return DownloadError(f"{type(exc).__name__}: {redact_text(str(exc))}", kind=ErrorKind.ERROR)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ directories make separate daemons; otherwise in the user's runtime directory.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import sys
 import warnings
 from dataclasses import dataclass
@@ -61,6 +63,26 @@ def runtime_dir() -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return user_runtime_dir(APP_NAME)
+
+
+def make_private_dir(path: str) -> None:
+    """Create the state directory ``path`` (mode 0700), or make sure the existing one is private.
+
+    It holds the session (signed URLs, request headers with their credentials): one of the user's
+    own with a wider mode is tightened to 0700; one owned by anyone else, or not a directory, is
+    refused with an OSError whose ``strerror`` says why, in one line.
+    """
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    # The checks and the chmod go through one descriptor, so they are about the same directory.
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.getuid():
+            raise PermissionError(errno.EPERM, f"it belongs to another user (uid {info.st_uid})", path)
+        if stat.S_IMODE(info.st_mode) != 0o700:
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)

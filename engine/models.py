@@ -109,7 +109,8 @@ class TaskSnapshot:
     state: TaskState
     """Where the task is in its lifecycle."""
     options: TaskOptions
-    """The options it was added with (limit as currently set)."""
+    """The options it was added with (limit as currently set), secret header values and the proxy's
+    password redacted (:func:`engine.redaction.redact_options`)."""
     name: str | None = None
     """File name once decided."""
     path: str | None = None
@@ -179,6 +180,8 @@ class EngineSnapshot:
     """Wall-clock time the snapshot was taken."""
     counts: dict[str, int] = field(default_factory=dict)
     """Number of tasks in each state, by state value."""
+    save_error: str | None = None
+    """Why the queue cannot be saved (``No space left on device``) while saves fail; None once saved."""
 
     def task(self, task_id: int) -> TaskSnapshot | None:
         """The task with this id, if present."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from engine import control
 from engine.atomicfile import fsync_dir
 from engine.control import ControlData, FileId, UntrustedFile
+from engine.errors import ControlWriteError
 from engine.filenames import unique_name
 from engine.models import MiB
 
@@ -172,11 +173,16 @@ class PartFile:
         """Make written data durable, then replace the control file claiming it.
 
         In this order, so that after a crash the control file never claims a byte that is not on
-        disk; ``durable=False`` (nothing claimed yet) skips the fsyncs.
+        disk; ``durable=False`` (nothing claimed yet) skips the fsyncs. A failed fsync of the data
+        raises OSError; a failed control write raises ControlWriteError, the previous control file
+        (claiming no more than is on disk) left as it was.
         """
         if durable:
             os.fsync(self.fd)
-        control.write_control(control_file, data, durable)
+        try:
+            control.write_control(control_file, data, durable)
+        except OSError as exc:
+            raise ControlWriteError(exc.strerror or str(exc)) from exc
 
     def hash(self, algo: str) -> str:
         """The hex digest of the whole file with ``hashlib`` algorithm ``algo``."""

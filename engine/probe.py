@@ -8,8 +8,9 @@ import aiohttp
 from yarl import URL
 
 from engine.errors import DownloadError, ErrorKind, RemoteChanged
-from engine.http import Validators, classify, parse_content_range, redact, response_error
+from engine.http import Validators, classify, parse_content_range, response_error
 from engine.models import TaskState
+from engine.redaction import redact
 from engine.transfer import Response, Transfer, validators_differ
 
 

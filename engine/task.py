@@ -9,10 +9,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from engine.control import FileId
-from engine.http import redact
 from engine.models import SegmentSnapshot, SegmentState, TaskOptions, TaskSnapshot, TaskState
 from engine.ranges import RangeSet
 from engine.ratemeter import RateMeter
+from engine.redaction import redact, redact_options
 from engine.segments import Segment
 from engine.tokenbucket import TokenBucket
 
@@ -64,6 +64,8 @@ class Task:
         self.added_at = time.time()
         self.finished_at: float | None = None
         self.control_checked = False
+        self.checkpoint_error: str | None = None
+        """Why the control file could not be written, while checkpoints fail; None when they work."""
         self.runner: asyncio.Task[None] | None = None
         self.done_event = asyncio.Event()
         self._still: TaskSnapshot | None = None
@@ -170,7 +172,7 @@ class Task:
             id=self.id,
             url=self.display_url,
             state=self.state,
-            options=self.options,
+            options=redact_options(self.options),
             name=self.name,
             path=None if self.path is None else str(self.path),
             part_path=None if self.part_path is None else str(self.part_path),

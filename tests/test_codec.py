@@ -14,10 +14,14 @@ from hypothesis import strategies as st
 from engine.codec import event_from_json, event_to_json, from_plain, to_plain
 from engine.events import (
     EVENT_TYPES,
+    CheckpointFailed,
+    CheckpointRecovered,
     Event,
     LimitChanged,
     ProgressUpdated,
     SegmentFinished,
+    SessionSaveFailed,
+    SessionSaveRecovered,
     TaskAdded,
     TaskCancelled,
     TaskCompleted,
@@ -110,6 +114,7 @@ SNAPSHOT = EngineSnapshot(
     connections=3,
     time=T,
     counts={"downloading": 1, "failed": 1},
+    save_error="No space left on device",
 )
 
 EXAMPLES: list[Event] = [
@@ -130,6 +135,10 @@ EXAMPLES: list[Event] = [
     TaskMoved(T, 3, position=0),
     LimitChanged(T, task_id=None, limit=None),
     LimitChanged(T, task_id=3, limit=250_000),
+    SessionSaveFailed(T, reason="No space left on device"),
+    SessionSaveRecovered(T),
+    CheckpointFailed(T, 3, reason="Read-only file system"),
+    CheckpointRecovered(T, 3),
     ProgressUpdated(T, snapshot=SNAPSHOT),
     ProgressUpdated(T, snapshot=EngineSnapshot()),
 ]
@@ -311,6 +320,7 @@ snapshot_st = st.builds(
     connections=st.integers(0, 512),
     time=floats,
     counts=st.dictionaries(st.sampled_from([s.value for s in TaskState]), st.integers(0, 100)),
+    save_error=st.none() | texts,
 )
 
 

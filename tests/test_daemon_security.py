@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import socket
 import stat
 import subprocess
@@ -23,7 +24,7 @@ from tests.support.daemons import Daemons, daemon_area
 from tests.support.processes import FETCHTOP, child_env
 from tests.support.waiting import wait_until
 
-TOKEN = "s3cret-token-0123456789abcdef"
+TOKEN = secrets.token_hex(32)
 
 
 @pytest.fixture

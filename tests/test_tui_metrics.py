@@ -29,9 +29,9 @@ async def test_dashboard_serves_metrics_from_its_engine(
     size = 256 * KiB
     url = fault_server.add_file("dash-metrics.bin", size)
     options = opts(download_dir, connections=2)
-    config = fast_config(defaults=options, session_path=str(tmp_path / "session.json"))
+    config = fast_config(defaults=options)
     port = free_port()
-    app = dashboard_app([url], options, config, metrics_port=port)
+    app = dashboard_app([url], options, config, metrics_port=port, state_dir=str(tmp_path / "state"))
     async with app.run_test(size=(100, 30)) as pilot:
         target = download_dir / "dash-metrics.bin"
         await wait_in_app(pilot, target.exists, "the download to complete")

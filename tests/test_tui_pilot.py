@@ -26,7 +26,7 @@ from tests.support.downloads import fast_config, opts
 from tests.support.pilot import wait_in_app
 from tui.app import FetchtopApp, dashboard_app
 from tui.screens.detail import DetailScreen
-from tui.screens.dialogs import AddDialog, ConfirmDialog, LimitDialog, RemoveDialog
+from tui.screens.dialogs import AddDialog, LimitDialog, QuitDialog, RemoveDialog
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
 from tui.widgets.segment_map import SegmentMap
@@ -238,8 +238,10 @@ async def test_quit_asks_and_downloads_resume_next_time(
     size = 384 * KiB
     names = ["long-1.bin", "long-2.bin"]
     urls = [fault_server.add_file(name, size, rate=48 * KiB, chunk_size=4 * KiB) for name in names]
-    session = str(tmp_path / "session.json")
-    app = make_app(download_dir, urls, session_path=session)
+    state = tmp_path / "state"
+    session = str(state / "session.json")
+    options = opts(download_dir, connections=2)
+    app = dashboard_app(urls, options, fast_config(defaults=options), state_dir=str(state))
 
     def both_started() -> bool:
         tasks = app.model.snapshot.tasks
@@ -248,13 +250,14 @@ async def test_quit_asks_and_downloads_resume_next_time(
     async with app.run_test(size=SIZE) as pilot:
         await wait_in_app(pilot, both_started, "progress on both")
         await pilot.press("q")
-        assert isinstance(app.screen, ConfirmDialog)
+        assert isinstance(app.screen, QuitDialog)
         await pilot.press("n")  # stay
         assert isinstance(app.screen, MainScreen)
         assert app.is_running
         await pilot.press("q")
-        assert isinstance(app.screen, ConfirmDialog)
-        await pilot.press("y")
+        # The dashboard owns its engine: it may keep the downloads running, stop them, or stay.
+        assert isinstance(app.screen, QuitDialog) and app.screen.background
+        await pilot.press("s")  # stop them
         await wait_in_app(pilot, lambda: not app.is_running, "the app to exit")
     assert app.return_code == 0
     assert exists(session)
@@ -263,7 +266,7 @@ async def test_quit_asks_and_downloads_resume_next_time(
         fault_server.reset_stats(name)
         fault_server.update(name, rate=None)
 
-    again = make_app(download_dir, session_path=session)
+    again = dashboard_app([], options, fast_config(defaults=options), state_dir=str(state))
     async with again.run_test(size=SIZE) as pilot:
         await wait_in_app(pilot, lambda: len(again.model.snapshot.tasks) == 2, "the restored tasks")
         ids = [t.id for t in again.model.snapshot.tasks]

@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import signal
+import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TYPE_CHECKING, ClassVar
 
@@ -22,10 +24,12 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
 from engine.client import DaemonUnavailable, EngineClient, EngineError
+from engine.daemon.config import DaemonConfig
 from engine.events import ProgressUpdated
 from engine.locations import Locations
 from engine.models import EngineSnapshot, TaskOptions, TaskSnapshot, TaskState
 from engine.units import format_rate
+from tui.host import DashboardEngine
 from tui.messages import ConnectionChanged, EngineEventArrived, SnapshotArrived
 from tui.model import DashboardModel
 
@@ -83,9 +87,12 @@ class FetchtopApp(App[int]):
         """Everything the screens show."""
         self.connected = True
         """False while the event stream is broken and being retried."""
+        self.host: DashboardEngine | None = None
+        """The state directory's engine, when the factory is ``fetchtop``'s (own or attached)."""
         self._stale_after = stale_after
         self._last_snapshot_at = 0.0
         self._fetching = False
+        self._hangup_handler = False
 
     @property
     def client(self) -> EngineClient:
@@ -104,9 +111,13 @@ class FetchtopApp(App[int]):
         """Open the client from the factory, inside the app's own event loop."""
         if self._factory is not None:
             try:
-                self._client = await self._stack.enter_async_context(self._factory())
+                opened = self._factory()
+                self._client = await self._stack.enter_async_context(opened)
             except (EngineError, OSError) as exc:  # reported in one line, not a traceback
                 self._startup_error = f"cannot start the engine: {exc}"
+                return
+            if isinstance(opened, DashboardEngine):
+                self.host = opened
 
     def on_mount(self) -> None:
         """Start following the engine and queue the URLs given on the command line."""
@@ -117,12 +128,45 @@ class FetchtopApp(App[int]):
             return
         self.consume_events()
         self.set_interval(0.5, self._check_stale)
+        if self.host is not None and self.host.hosted is not None:
+            # Losing the terminal must not stop a download: hand it over, as the quit dialog can.
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hung_up)
+            self._hangup_handler = True
+            self.run_worker(self._until_stopped(self.host.hosted.stopped()), group="host")
+        elif self.host is not None:
+            self.quit_note = "They keep running in the engine this dashboard attached to."
+            self.notify(
+                "Attached to the fetchtop engine already running on this state directory; "
+                "it keeps its own settings."
+            )
         if self.urls:
             self.add_urls(self.urls, self.options)
 
     async def on_unmount(self) -> None:
-        """Close the client if the app opened it (an Engine saves its session here)."""
+        """Close the client if the app opened it (an Engine saves its session here; the dashboard's
+        own engine may hand its downloads over to a daemon)."""
+        if self._hangup_handler:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            self._hangup_handler = False
         await self._stack.aclose()
+
+    async def _until_stopped(self, stopped: Awaitable[None]) -> None:
+        # ``fetchtop stop`` stops the engine, whichever process runs it: here, the dashboard quits.
+        await stopped
+        self.exit(return_code=0)
+
+    def _hung_up(self) -> None:
+        """The terminal is gone (SIGHUP): keep active downloads running in a daemon, then exit."""
+        # Nothing can be shown any more, and writes to a hung-up terminal fail: point the
+        # terminal's descriptors at /dev/null so the exit (and the hand-over) cannot trip on them.
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            with contextlib.suppress(OSError):
+                os.dup2(null, fd)
+        os.close(null)
+        if self.host is not None and self.model.totals().unfinished:
+            self.host.keep_running = True
+        self.exit(return_code=0)
 
     # -- following the engine -------------------------------------------------------------------
 
@@ -319,42 +363,36 @@ class FetchtopApp(App[int]):
         self.push_screen(DetailScreen(task.id))
 
     def action_request_quit(self) -> None:
-        """Quit, asking first if downloads are active or waiting."""
-        from tui.screens.dialogs import ConfirmDialog
+        """Quit, asking first if downloads are active or waiting.
+
+        A dashboard whose own engine owns the state directory offers three answers: keep the
+        downloads running in a background daemon, stop them (they resume the next time), or stay.
+        """
+        from tui.screens.dialogs import QuitChoice, QuitDialog
 
         unfinished = self.model.totals().unfinished
         if not unfinished:
             self.exit(return_code=0)
             return
-        if any(isinstance(s, ConfirmDialog) for s in self.screen_stack):
+        if any(isinstance(s, QuitDialog) for s in self.screen_stack):
             return
+        host = self.host if self.host is not None and self.host.owner else None
 
-        def done(yes: bool | None) -> None:
-            if yes:
-                self.exit(return_code=0)
+        def done(choice: QuitChoice | None) -> None:
+            if choice is None:
+                return
+            if host is not None and choice is QuitChoice.BACKGROUND:
+                host.keep_running = True
+                self.notify("Handing the downloads over to a background daemon...")
+            self.exit(return_code=0)
 
         plural = "s are" if unfinished != 1 else " is"
-        self.push_screen(ConfirmDialog(f"{unfinished} download{plural} active. Quit?", self.quit_note), done)
-
-
-@contextlib.asynccontextmanager
-async def _local_engine(
-    config: EngineConfig, metrics_addr: str, metrics_port: int | None
-) -> AsyncIterator[EngineClient]:
-    """An in-process Engine, with its /metrics endpoint while it runs if a port is given."""
-    from engine.engine import Engine
-
-    async with Engine(config) as engine:
-        if metrics_port is None:
-            yield engine
+        question = f"{unfinished} download{plural} active."
+        if host is None:
+            self.push_screen(QuitDialog(f"{question} Quit?", self.quit_note), done)
             return
-        from engine.metrics import start_metrics
-
-        metrics = await start_metrics(engine, metrics_addr, metrics_port)
-        try:
-            yield engine
-        finally:
-            await metrics.close()
+        note = "Keep them running in a background daemon, or stop them (they resume the next time)?"
+        self.push_screen(QuitDialog(question, note, background=True), done)
 
 
 def dashboard_app(
@@ -366,19 +404,31 @@ def dashboard_app(
     metrics_port: int | None = None,
     state_dir: str | None = None,
 ) -> FetchtopApp:
-    """The app :func:`run_dashboard` runs: an Engine opened inside the app, the session saved by default.
+    """The app :func:`run_dashboard` runs: the state directory's engine, opened inside the app.
 
-    Without a ``session_path`` in ``config`` the session goes in the state directory: ``state_dir``
-    (``--state-dir``), else ``$FETCHTOP_STATE_DIR``, else the user's (see :mod:`engine.locations`).
+    The state directory is ``state_dir`` (``--state-dir``), else ``$FETCHTOP_STATE_DIR``, else the
+    user's (see :mod:`engine.locations`). When an engine (a daemon, another dashboard) already runs
+    there, the dashboard attaches to it and adds ``urls`` to its queue; otherwise its own engine
+    takes the state directory's lock, saves its session there and serves the control socket.
     """
-    if config.session_path is None:
-        config = dataclasses.replace(config, session_path=Locations.resolve(state_dir).session)
-    if config.session_path:
-        os.makedirs(os.path.dirname(os.path.abspath(config.session_path)), exist_ok=True)
-    final = config
-    return FetchtopApp(
-        client_factory=lambda: _local_engine(final, metrics_addr, metrics_port), urls=urls, options=options
+    where = Locations.resolve(state_dir)
+    # Absolute, as the daemon's: the queue may be handed over to a daemon that runs in "/".
+    download_dir = os.path.abspath(os.path.expanduser(options.directory))
+    options = dataclasses.replace(options, directory=download_dir)
+    engine_config = dataclasses.replace(
+        config,
+        defaults=dataclasses.replace(config.defaults, directory=download_dir),
+        session_path=where.session,
     )
+    daemon_config = DaemonConfig(
+        state_dir=where.state_dir,
+        socket_path=where.socket,
+        engine=engine_config,
+        download_dir=download_dir,
+        metrics_addr=metrics_addr,
+        metrics_port=metrics_port,
+    )
+    return FetchtopApp(client_factory=lambda: DashboardEngine(daemon_config), urls=urls, options=options)
 
 
 def run_dashboard(
@@ -390,14 +440,15 @@ def run_dashboard(
     metrics_port: int | None = None,
     state_dir: str | None = None,
 ) -> int:
-    """Run the dashboard on an in-process Engine with ``urls`` queued; returns the exit code.
+    """Run the dashboard on the state directory's engine with ``urls`` queued; returns the exit code.
 
-    The Engine is created inside the app's event loop and closed when the app exits, which saves
-    the session (by default under the user's state directory) so unfinished downloads resume the
-    next time.
+    Its own engine is created inside the app's event loop and closed when the app exits, which saves
+    the session so unfinished downloads resume the next time, or hands them over to a daemon.
     """
     app = dashboard_app(
         urls, options, config, metrics_addr=metrics_addr, metrics_port=metrics_port, state_dir=state_dir
     )
     app.run()
+    if app.host is not None and app.host.report is not None:
+        print(f"fetchtop: {app.host.report}", file=sys.stderr)
     return app.return_code or 0

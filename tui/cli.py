@@ -46,13 +46,14 @@ def build_parser(command: str | None) -> Parser:
         prog=PROG,
         usage=f"{PROG} [COMMAND] [OPTIONS] [URL ...]",
         description="A download manager and monitor for the terminal.\n"
-        "With no command, opens the dashboard with the given URLs queued.\n\n"
+        "With no command, opens the dashboard with the given URLs queued: on the engine already\n"
+        "running on the state directory (a daemon, another dashboard), else on its own.\n\n"
         f"commands:\n{commands}\n\n'{PROG} COMMAND --help' describes one command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_download_options(parser)
     parser.add_argument(
-        "--state-dir", metavar="DIR", help="where the dashboard saves its session (default: the user's)"
+        "--state-dir", metavar="DIR", help="the state directory, one engine each (default: the user's)"
     )
     return parser
 

@@ -30,6 +30,8 @@ NO_DAEMON = f"{PROG}: no daemon running (start one with {PROG} daemon)"
 """What every client command says when nothing listens on the socket."""
 STOP_TIMEOUT = 30.0
 """Seconds ``fetchtop stop`` waits for the daemon to exit."""
+NOT_SAVED = "queue not saved"
+"""What ``ls`` and ``stop`` say, before the reason, when the daemon cannot save its queue."""
 
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
@@ -222,6 +224,8 @@ def _ls(argv: list[str]) -> int:
         print("\n".join(format_tasks(snapshot.tasks)))
         limit = "none" if snapshot.speed_limit is None else format_rate(snapshot.speed_limit)
         print(f"total {format_rate(snapshot.speed)}, limit {limit}, {len(snapshot.tasks)} tasks")
+        if snapshot.save_error is not None:
+            print(f"{PROG}: {NOT_SAVED}: {snapshot.save_error} (retrying)", file=sys.stderr)
         return 0
 
     return _run(make_client(args), work)
@@ -303,7 +307,8 @@ def _stop(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     async def work(c: RemoteClient) -> int:
-        pid = await c.stop()
+        stopped = await c.stop()
+        pid = stopped.pid
         deadline = time.monotonic() + STOP_TIMEOUT
         while time.monotonic() < deadline:
             await asyncio.sleep(0.1)
@@ -314,6 +319,12 @@ def _stop(argv: list[str]) -> int:
                 # lock on the state directory) to be gone, so a new daemon can start at once.
                 if c.socket_path is not None and pid:
                     await _wait_gone(pid, deadline)
+                if stopped.save_error is not None:
+                    print(
+                        f"{PROG}: daemon stopped (pid {pid}), {NOT_SAVED}: {stopped.save_error}",
+                        file=sys.stderr,
+                    )
+                    return 1
                 print(f"{PROG}: daemon stopped (pid {pid})")
                 return 0
             except EngineError:

@@ -14,8 +14,12 @@ from dataclasses import dataclass
 from rich.text import Text
 
 from engine.events import (
+    CheckpointFailed,
+    CheckpointRecovered,
     Event,
     LimitChanged,
+    SessionSaveFailed,
+    SessionSaveRecovered,
     TaskAdded,
     TaskCancelled,
     TaskCompleted,
@@ -235,6 +239,14 @@ def describe_event(event: Event, names: dict[int, str]) -> LogLine | None:
         case LimitChanged(task_id=tid, limit=limit):
             scope = "global limit" if tid is None else f"{who(tid)} limit"
             return LogLine(t, f"{scope}: {limit_text(limit)}", "info")
+        case SessionSaveFailed(reason=reason):
+            return LogLine(t, f"queue not saved: {reason} (retrying)", "error")
+        case SessionSaveRecovered():
+            return LogLine(t, "queue saved again", "success")
+        case CheckpointFailed(task_id=tid, reason=reason):
+            return LogLine(t, f"{who(tid)} control file not written: {reason} (retrying)", "warning")
+        case CheckpointRecovered(task_id=tid):
+            return LogLine(t, f"{who(tid)} control file written again", "info")
     return None
 
 

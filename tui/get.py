@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from engine.engine import Engine
 from engine.events import (
+    CheckpointFailed,
     Event,
     ProgressUpdated,
     TaskAdded,
@@ -52,6 +53,9 @@ class Reporter:
             self._urls[event.task_id] = event.task.url
         elif isinstance(event, TaskFailed):
             self.error(f"{self.url_of(event.task_id)}: {event.reason}")
+        elif isinstance(event, CheckpointFailed):
+            # Not fatal, but a crash now would lose progress: worth a line even when quiet.
+            self.error(f"{self.url_of(event.task_id)}: control file not written: {event.reason} (retrying)")
 
     def progress(self, snapshot: EngineSnapshot) -> None:
         """React to a progress tick."""

@@ -205,6 +205,11 @@ class DashboardModel:
             cancelled=n(TaskState.CANCELLED),
         )
 
+    @property
+    def save_error(self) -> str | None:
+        """Why the engine cannot save its queue right now (it keeps retrying); None while it can."""
+        return self.snapshot.save_error
+
     def task(self, task_id: int) -> TaskSnapshot | None:
         """The latest snapshot of one task."""
         return self.snapshot.task(task_id)

@@ -35,6 +35,8 @@ UNAUTHORIZED = 401
 """The status of a request without the right bearer token."""
 AUTH_CHALLENGE = 'Bearer realm="fetchtop"'
 """The ``WWW-Authenticate`` header sent with a 401."""
+STOP_REPLY_TIMEOUT = 20.0
+"""Seconds ``stop`` waits for the engine's last save before it answers without the outcome."""
 
 
 class Read(StrEnum):
@@ -74,7 +76,7 @@ class Command(StrEnum):
     MOVE = "move"
     """Move ``id`` by ``offset`` places."""
     STOP = "stop"
-    """Save and exit; answers ``{"pid": pid}``."""
+    """Save and exit; answers, once saved, ``{"pid": pid, "saved": bool, "save_error": str | None}``."""
 
 
 def path(name: Read | Command) -> str:
@@ -220,10 +222,25 @@ def decode_options(data: Any, defaults: TaskOptions, download_dir: str, confine:
     options = dataclasses.replace(defaults, **changes)
     directory = os.path.normpath(os.path.join(download_dir, os.path.expanduser(options.directory)))
     if confine:
-        root = os.path.normpath(os.path.abspath(download_dir))
-        if os.path.commonpath([os.path.abspath(directory), root]) != root:
-            raise RequestError(400, "over TCP, 'directory' must be inside the daemon's download directory")
+        directory = _confined(directory, download_dir)
     return dataclasses.replace(options, directory=directory)
+
+
+def _confined(directory: str, download_dir: str) -> str:
+    """``directory`` with its symlinks resolved, if it lies inside ``download_dir`` and no part of it
+    below there is hidden (``.name``); raises RequestError(400).
+
+    The resolved path is what the download then uses, so a symlink inside the download directory
+    cannot lead out of it, at the check or after it.
+    """
+    root = os.path.realpath(download_dir)
+    real = os.path.realpath(directory)
+    if os.path.commonpath([real, root]) != root:
+        raise RequestError(400, "over TCP, 'directory' must be inside the daemon's download directory")
+    below = (os.path.relpath(directory, os.path.abspath(download_dir)), os.path.relpath(real, root))
+    if any(part.startswith(".") and part != "." for rel in below for part in rel.split(os.sep)):
+        raise RequestError(400, "over TCP, 'directory' must not name a hidden directory (.name)")
+    return real
 
 
 # ----- answers: made by the server, read by the client ------------------------------------------
@@ -262,10 +279,23 @@ def read_task_id(data: dict[str, Any]) -> int:
     return task_id
 
 
-def read_pid(data: dict[str, Any]) -> int:
-    """The daemon's pid in the answer to ``stop`` (0 if it did not say)."""
+@dataclasses.dataclass(frozen=True)
+class Stopped:
+    """The answer to ``stop``: which daemon, and whether its last save of the queue worked."""
+
+    pid: int
+    """The daemon's pid (0 if it did not say)."""
+    save_error: str | None
+    """Why the queue could not be saved as the engine closed; None if saved (or not said)."""
+
+
+def read_stop(data: dict[str, Any]) -> Stopped:
+    """The answer to ``stop``; an answer without the save's outcome counts as saved."""
     pid = data.get("pid")
-    return pid if isinstance(pid, int) else 0
+    error = data.get("save_error")
+    if data.get("saved") is False and not isinstance(error, str):
+        error = "unknown error"
+    return Stopped(pid if isinstance(pid, int) else 0, error if isinstance(error, str) else None)
 
 
 def read_snapshot(data: dict[str, Any]) -> EngineSnapshot:

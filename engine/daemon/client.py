@@ -30,16 +30,18 @@ import aiohttp
 from engine.client import DaemonUnavailable, EngineError, Unauthorized
 from engine.daemon.api import (
     MAX_EVENT_MESSAGE,
+    STOP_REPLY_TIMEOUT,
     UNAUTHORIZED,
     Command,
     Read,
+    Stopped,
     add_request,
     error_of,
     limit_request,
     path,
     read_event,
-    read_pid,
     read_snapshot,
+    read_stop,
     read_task_id,
     read_tasks,
     task_request,
@@ -154,12 +156,19 @@ class RemoteClient:
     # -- requests ----------------------------------------------------------------------------------
 
     async def request(
-        self, method: str, name: Read | Command, body: dict[str, Any] | None = None
+        self,
+        method: str,
+        name: Read | Command,
+        body: dict[str, Any] | None = None,
+        time_limit: float | None = None,
     ) -> dict[str, Any]:
-        """Send one API request; returns the JSON answer. Raises EngineError or DaemonUnavailable."""
+        """Send one API request (within ``time_limit`` seconds if given, else the client's timeout);
+        returns the JSON answer. Raises EngineError or DaemonUnavailable."""
         session = self._client()
+        limit = None if time_limit is None else aiohttp.ClientTimeout(total=time_limit)
         try:
-            async with session.request(method, f"{self.base_url}{path(name)}", json=body) as resp:
+            url = f"{self.base_url}{path(name)}"
+            async with session.request(method, url, json=body, timeout=limit) as resp:
                 raw = await resp.read()
                 status = resp.status
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -226,9 +235,14 @@ class RemoteClient:
         """Move a task ``offset`` places in the queue. Raises EngineError, DaemonUnavailable."""
         await self._command(Command.MOVE, task_request(task_id, offset=offset))
 
-    async def stop(self) -> int:
-        """Ask the daemon to save its session and exit; returns its pid. Raises DaemonUnavailable."""
-        return read_pid(await self._command(Command.STOP))
+    async def stop(self) -> Stopped:
+        """Ask the daemon to save its session and exit; its pid and the save's outcome.
+
+        The daemon answers once its engine has closed, so this waits longer than other requests.
+        Raises DaemonUnavailable.
+        """
+        answer = await self.request("POST", Command.STOP, {}, time_limit=self.timeout + STOP_REPLY_TIMEOUT)
+        return read_stop(answer)
 
     async def get_snapshot(self) -> EngineSnapshot:
         """The daemon's current state. Raises EngineError (unreadable answer), DaemonUnavailable."""

@@ -19,7 +19,11 @@ from engine.atomicfile import write_atomic_async
 from engine.codec import from_plain, to_plain
 from engine.daemon.config import HISTORY_LIMIT
 from engine.events import (
+    CheckpointFailed,
+    CheckpointRecovered,
     Event,
+    SessionSaveFailed,
+    SessionSaveRecovered,
     TaskAdded,
     TaskCancelled,
     TaskCompleted,
@@ -79,5 +83,17 @@ def log_event(event: Event) -> None:
         log.warning("task %d failed: %s", event.task_id, event.reason)
     elif isinstance(event, TaskRetrying):
         log.info("task %d retrying in %.1fs: %s", event.task_id, event.delay, event.reason)
+    elif isinstance(event, SessionSaveFailed):
+        log.error("cannot save the queue: %s (retrying; what was added is not on disk yet)", event.reason)
+    elif isinstance(event, SessionSaveRecovered):
+        log.warning("the queue is saved again")
+    elif isinstance(event, CheckpointFailed):
+        log.warning(
+            "task %d: cannot write its control file: %s (downloading on, retrying each checkpoint)",
+            event.task_id,
+            event.reason,
+        )
+    elif isinstance(event, CheckpointRecovered):
+        log.warning("task %d: its control file is written again", event.task_id)
     elif isinstance(event, TaskCancelled | TaskRemoved):
         log.info("task %d %s", event.task_id, "cancelled" if isinstance(event, TaskCancelled) else "removed")

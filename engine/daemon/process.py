@@ -18,7 +18,7 @@ from typing import NoReturn
 from engine.client import EngineError
 from engine.daemon.config import DaemonConfig, DaemonError
 from engine.daemon.server import Daemon, host_port
-from engine.locations import Locations
+from engine.locations import Locations, make_private_dir
 
 log = logging.getLogger("fetchtop.daemon")
 
@@ -26,11 +26,16 @@ READY_TIMEOUT = 30.0
 """Seconds ``--detach`` waits for the daemon to report that it listens."""
 
 
-def _lock_state_dir(where: Locations) -> int:
-    """Create the state directory (0700) and take its lock; returns the lock's fd. Raises DaemonError."""
+def try_lock_state_dir(where: Locations) -> int | None:
+    """Create the state directory (0700) and take its lock; returns the lock's fd, or None while
+    another engine (a daemon or a dashboard) holds it. Raises DaemonError if the directory is unusable.
+
+    The lock is the one rule that makes one engine per state directory: whoever holds it owns the
+    session, the history and the control socket. The fd is not inherited by child processes.
+    """
     state_dir = where.state_dir
     try:
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        make_private_dir(state_dir)
         fd = os.open(where.lock, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise DaemonError(f"cannot use state directory {state_dir}: {exc.strerror}") from None
@@ -38,9 +43,17 @@ def _lock_state_dir(where: Locations) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
+        return None
+    return fd
+
+
+def _lock_state_dir(where: Locations) -> int:
+    """:func:`try_lock_state_dir`, raising DaemonError when another engine holds the lock."""
+    fd = try_lock_state_dir(where)
+    if fd is None:
         pid = read_pid(where)
         who = f" (pid {pid})" if pid else ""
-        raise DaemonError(f"a daemon is already running on {state_dir}{who}") from None
+        raise DaemonError(f"a daemon is already running on {where.state_dir}{who}")
     return fd
 
 
@@ -52,7 +65,8 @@ def read_pid(where: Locations) -> int | None:
         return None
 
 
-def _write_pid(where: Locations) -> None:
+def write_pid(where: Locations) -> None:
+    """Write this process's id to the pid file (the lock's holder writes it)."""
     fd = os.open(where.pid, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -131,9 +145,11 @@ async def _main(config: DaemonConfig, notify: int | None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, daemon.request_stop)
+    started = False
     try:
         try:
             await daemon.start()
+            started = True
         except (DaemonError, OSError, EngineError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             message = f"cannot start: {reason}"
@@ -153,12 +169,16 @@ async def _main(config: DaemonConfig, notify: int | None) -> int:
             notify = None
         await daemon.serve()
         log.info("stopping: saving the session")
-        return 0
     finally:
         await daemon.close()
         if notify is not None:
             os.close(notify)
-        log.info("stopped")
+        if started:  # a refusal to start stays the one line that says why
+            log.info("stopped")
+    if daemon.engine.save_error is not None:
+        log.error("the queue was not saved: %s", daemon.engine.save_error)
+        return 1
+    return 0
 
 
 def run_daemon(config: DaemonConfig, *, detach: bool = False, quiet: bool = False) -> int:
@@ -184,7 +204,11 @@ def run_daemon(config: DaemonConfig, *, detach: bool = False, quiet: bool = Fals
             return 1
     _setup_logging(quiet)
     try:
-        _write_pid(config.locations)
+        try:
+            write_pid(config.locations)
+        except OSError as exc:  # a full or read-only state directory: one line, no traceback
+            log.error("cannot start: cannot write %s: %s", config.locations.pid, exc.strerror or exc)
+            return 1
         return asyncio.run(_main(config, notify))
     finally:
         with contextlib.suppress(OSError):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import errno
 import hmac
 import json
 import logging
@@ -38,6 +37,7 @@ from engine.codec import event_to_json
 from engine.daemon.api import (
     AUTH_CHALLENGE,
     MAX_BODY,
+    STOP_REPLY_TIMEOUT,
     UNAUTHORIZED,
     Command,
     Read,
@@ -55,8 +55,9 @@ from engine.daemon.api import (
     tasks_body,
     url_field,
 )
-from engine.daemon.config import DaemonConfig, DaemonError
+from engine.daemon.config import DaemonConfig
 from engine.daemon.history import History, log_event
+from engine.daemon.sockets import remove_stale_socket
 from engine.engine import Engine
 from engine.events import ProgressUpdated, TaskCancelled, TaskCompleted, TaskFailed
 from engine.models import TaskOptions
@@ -138,6 +139,7 @@ class Daemon:
         self.metrics: MetricsServer | None = None
         """The Prometheus endpoint, if any."""
         self._stop = asyncio.Event()
+        self._engine_closed = asyncio.Event()
         self._runners: list[web.AppRunner] = []
         self._watchers: dict[web.WebSocketResponse, Subscription] = {}
         self._recorder: asyncio.Task[None] | None = None
@@ -183,8 +185,12 @@ class Daemon:
             # Ending the subscriptions ends the event handlers, which close their sockets themselves.
             for events in list(self._watchers.values()):
                 events.close()
-            # The engine is saved before the listeners go, so "unreachable" means "saved".
-            await self.engine.close()
+            # The engine is saved before the listeners go, so "unreachable" means "saved" (or failed
+            # to be: a stop request waiting for this answers with the outcome).
+            try:
+                await self.engine.close()
+            finally:
+                self._engine_closed.set()
             if self._recorder is not None:
                 with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                     await asyncio.wait_for(self._recorder, 5)
@@ -238,7 +244,7 @@ class Daemon:
         path = self.config.socket_path
         directory = os.path.dirname(path) or "."
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        _remove_stale_socket(path)
+        remove_stale_socket(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         # The socket file takes its mode from the umask at bind(): 0177 makes it 0600 from its first
         # instant (a chmod after would leave a window); the chmod is for systems ignoring the umask.
@@ -326,9 +332,18 @@ class Daemon:
 
         async def stop(body: dict[str, Any]) -> dict[str, Any]:
             log.info("stop requested over the API")
-            # Answer first; the stop happens once this response is on its way.
-            asyncio.get_running_loop().call_soon(self.request_stop)
-            return {"pid": os.getpid()}
+            self.request_stop()
+            # Answer once the engine is closed, so the caller learns whether the last save worked;
+            # close() waits for this handler before the listeners go.
+            try:
+                await asyncio.wait_for(self._engine_closed.wait(), STOP_REPLY_TIMEOUT)
+            except TimeoutError:
+                return {"pid": os.getpid()}
+            return {
+                "pid": os.getpid(),
+                "saved": self.engine.save_error is None,
+                "save_error": self.engine.save_error,
+            }
 
         return {
             Command.ADD: add,
@@ -455,22 +470,3 @@ class Daemon:
 def host_port(host: str, port: int) -> str:
     """``host:port``, with brackets around an IPv6 address so the result is a URL authority."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _remove_stale_socket(path: str) -> None:
-    """Delete a socket file no daemon answers on (left by kill -9); refuse if one does."""
-    if not os.path.lexists(path):
-        return
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(1.0)
-        probe.connect(path)
-    except OSError as exc:
-        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT, errno.ENOTSOCK):
-            raise DaemonError(f"cannot use socket {path}: {exc.strerror}") from None
-    else:
-        raise DaemonError(f"another daemon is listening on {path}")
-    finally:
-        probe.close()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

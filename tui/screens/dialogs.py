@@ -1,10 +1,11 @@
-"""Modal dialogs: add a download, set a limit, confirm removal, confirm quitting."""
+"""Modal dialogs: add a download, set a limit, confirm removal, quit (and what becomes of the downloads)."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 from dataclasses import dataclass
+from enum import Enum
 from typing import ClassVar
 from urllib.parse import urlsplit
 
@@ -286,40 +287,63 @@ class RemoveDialog(ModalScreen[str | None]):
         self.dismiss(choice)
 
 
-class ConfirmDialog(ModalScreen[bool]):
-    """A yes/no question: ``y`` or Enter says yes, ``n`` or Esc says no."""
+class QuitChoice(Enum):
+    """What the quit dialog decided about the active downloads."""
+
+    BACKGROUND = "background"
+    """Keep them running: a detached daemon takes them over."""
+    STOP = "stop"
+    """Stop them; they resume the next time the engine starts."""
+
+
+class QuitDialog(ModalScreen[QuitChoice | None]):
+    """Quit with downloads active? ``y`` or Enter quits, ``n`` or Esc stays (None).
+
+    With ``background`` there are three answers: ``b`` (and Enter) keeps the downloads running in
+    a background daemon, ``s`` stops them, ``n`` or Esc stays.
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "answer(True)", "Yes"),
-        Binding("n,escape", "answer(False)", "No"),
+        Binding("b", "answer('background')", "Keep running", show=False),
+        Binding("s,y", "answer('stop')", "Stop"),
+        Binding("n,escape", "answer(None)", "Stay"),
     ]
 
-    def __init__(self, question: str, detail: str = "") -> None:
+    def __init__(self, question: str, detail: str = "", *, background: bool = False) -> None:
         super().__init__()
         self.question = question
         """The question."""
         self.detail = detail
         """A line under it."""
+        self.background = background
+        """Whether keeping the downloads running in the background is one of the answers."""
 
     def compose(self) -> ComposeResult:
-        """The question and two buttons."""
+        """The question and its buttons."""
         with Vertical(id="dialog", classes="dialog") as box:
-            box.border_title = "Confirm"
+            box.border_title = "Quit"
             yield Static(self.question)
             if self.detail:
                 yield Static(self.detail, classes="hint")
             with Horizontal(classes="buttons"):
-                yield Button("Yes [y]", id="yes", variant="primary")
-                yield Button("No [n]", id="no")
+                if self.background:
+                    yield Button("Keep running [b]", id="background", variant="primary")
+                    yield Button("Stop them [s]", id="stop")
+                    yield Button("Stay [n]", id="stay")
+                else:
+                    yield Button("Yes [y]", id="stop", variant="primary")
+                    yield Button("No [n]", id="stay")
 
     def on_mount(self) -> None:
-        """Enter says yes."""
-        self.query_one("#yes", Button).focus()
+        """Enter picks the first answer: the one that stops no download, where there is one."""
+        self.query(Button).first().focus()
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
+        self.action_answer(None if event.button.id == "stay" else event.button.id)
 
-    def action_answer(self, yes: bool) -> None:
+    def action_answer(self, choice: str | None) -> None:
         """Close with the answer."""
-        self.dismiss(yes)
+        if choice == QuitChoice.BACKGROUND.value and not self.background:
+            return
+        self.dismiss(None if choice is None else QuitChoice(choice))

@@ -42,8 +42,12 @@ def summary_text(model: DashboardModel, sort: str, filter_text: str, palette: Pa
     pair("Limit  ", limit_text(snap.speed_limit), when(snap.speed_limit or 0, palette.warning), 11)
     pair("jobs ", str(snap.jobs), NO_STYLE, 0)
     text.append("\n")
-    pair("Sort   ", sort, NO_STYLE, 11)
-    pair("filter", filter_text or "-", when(len(filter_text), BOLD), 0)
+    if model.save_error is not None:
+        # The pane has no spare line: losing the queue matters more than the sort order.
+        pair("Unsaved", model.save_error, palette.error + BOLD, 0)
+    else:
+        pair("Sort   ", sort, NO_STYLE, 11)
+        pair("filter", filter_text or "-", when(len(filter_text), BOLD), 0)
     return text
 
 
@@ -57,7 +61,12 @@ class Summary(Static):
     def show(self, model: DashboardModel, sort: str, filter_text: str, connected: bool = True) -> None:
         """Redraw from the model if anything visible changed."""
         # The border shows a lost engine even when the pane is too short for another line.
-        self.border_subtitle = "" if connected else "[b $error]engine lost, retrying[/]"
+        if not connected:
+            self.border_subtitle = "[b $error]engine lost, retrying[/]"
+        elif model.save_error is not None:
+            self.border_subtitle = "[b $error]queue not saved[/]"
+        else:
+            self.border_subtitle = ""
         text = summary_text(model, sort, filter_text, theme_palette(self.app))
         key = text.plain + repr(text.spans)
         if key != self._last:
