@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from engine.escaping import one_line
+
 
 class ErrorKind(StrEnum):
     """Short machine-readable cause of a failed attempt: the ``kind`` of retry events and metrics.
@@ -54,7 +56,11 @@ class ErrorKind(StrEnum):
 
 
 class DownloadError(Exception):
-    """A failed attempt; ``permanent`` ones end the task, others are retried."""
+    """A failed attempt; ``permanent`` ones end the task, others are retried.
+
+    The reason is made safe here, whoever raises: a reason phrase or an exception's text may hold
+    what a server sent, and the reason goes on to events, history, the session, ``ls`` and stderr.
+    """
 
     def __init__(
         self,
@@ -64,9 +70,11 @@ class DownloadError(Exception):
         kind: ErrorKind = ErrorKind.ERROR,
         retry_after: float | None = None,
     ) -> None:
+        reason = one_line(reason)
         super().__init__(reason)
         self.reason = reason
-        """One line saying what went wrong."""
+        """One line saying what went wrong: control characters escaped, at most
+        :data:`~engine.escaping.MAX_LINE` characters (see :func:`engine.escaping.one_line`)."""
         self.permanent = permanent
         """True when retrying cannot help."""
         self.kind = kind

@@ -65,7 +65,11 @@ def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None
 
 
 def status_error(status: int, reason: str | None, retry_after: float | None = None) -> DownloadError:
-    """The error for an unexpected HTTP status: 408, 429 and 5xx are transient, other 4xx permanent."""
+    """The error for an unexpected HTTP status: 408, 429 and 5xx are transient, other 4xx permanent.
+
+    The server's reason phrase is kept, escaped and cut to one short line by :class:`DownloadError`
+    (``HTTP 404 \\033]0;...``), as is every reason :func:`classify` gives.
+    """
     try:
         phrase = reason or HTTPStatus(status).phrase
     except ValueError:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from engine.backoff import backoff_delay
 from engine.errors import DownloadError
+from engine.escaping import MAX_LINE, bound
 
 
 @dataclass
@@ -52,7 +53,9 @@ class Retry:
             raise err
         self.attempt += 1
         if self.attempt > self.total:
-            raise DownloadError(f"{err.reason} (gave up after {self.total} retries)", kind=err.kind)
+            suffix = f" (gave up after {self.total} retries)"
+            # Cut the reason rather than the suffix when the two do not fit in one line.
+            raise DownloadError(bound(err.reason, MAX_LINE - len(suffix)) + suffix, kind=err.kind)
         return self.delay(err)
 
     def delay(self, err: DownloadError) -> float:
