@@ -45,6 +45,7 @@ from prometheus_client.metrics_core import (
 
 from engine.client import EngineClient, EventStream
 from engine.errors import ErrorKind
+from engine.escaping import escape_controls
 from engine.events import (
     Event,
     ProgressUpdated,
@@ -247,7 +248,9 @@ class EngineMetrics:
             labels=TASK_LABELS,
         )
         for task in self.active_tasks():
-            labels = [str(task.id), task.name or task.options.output or ""]
+            # The exposition format escapes only backslash, double quote and newline; a scrape read on a
+            # terminal must not carry a name's other control characters.
+            labels = [str(task.id), escape_controls(task.name or task.options.output or "")]
             done.add_metric(labels, task.done)
             speed.add_metric(labels, task.speed)
             if task.size is not None:

@@ -118,7 +118,7 @@ class TaskSnapshot:
     part_path: str | None = None
     """Path of the partial file while downloading."""
     final_url: str | None = None
-    """URL after redirects, with any password removed."""
+    """URL after redirects, with any password removed and control characters escaped."""
     size: int | None = None
     """Total bytes, when the server said."""
     done: int = 0
@@ -134,11 +134,11 @@ class TaskSnapshot:
     resumable: bool | None = None
     """Whether the server honours ranges; None until probed."""
     etag: str | None = None
-    """The file's ETag, if the server sent one."""
+    """The file's ETag, if the server sent one (control characters escaped, see engine.escaping)."""
     last_modified: str | None = None
-    """The file's Last-Modified, if the server sent one."""
+    """The file's Last-Modified, if the server sent one (control characters escaped)."""
     error: str | None = None
-    """Why the task failed, one line."""
+    """Why the task failed, one line (a DownloadError's reason: escaped and bounded)."""
     retries: int = 0
     """Retries made so far."""
     last_errors: tuple[str, ...] = ()

@@ -8,6 +8,7 @@ import aiohttp
 from yarl import URL
 
 from engine.errors import DownloadError, ErrorKind, RemoteChanged
+from engine.escaping import escape_controls
 from engine.http import Validators, classify, parse_content_range, response_error
 from engine.models import TaskState
 from engine.redaction import redact
@@ -93,7 +94,8 @@ def _accept(t: Transfer, resp: aiohttp.ClientResponse, start: int, resuming: boo
         task.resumable = False
         task.size = resp.content_length
     task.etag, task.last_modified = validators.etag, validators.last_modified
-    task.final_url = redact(resp.url)
+    # yarl percent-encodes what a Location held, but this is shown (TaskProbed): escape it anyway.
+    task.final_url = escape_controls(redact(resp.url))
     t.url = _with_credentials(str(resp.url), task.url)
 
 

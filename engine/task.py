@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from engine.control import FileId
+from engine.escaping import escape_controls
 from engine.models import SegmentSnapshot, SegmentState, TaskOptions, TaskSnapshot, TaskState
 from engine.ranges import RangeSet
 from engine.ratemeter import RateMeter
@@ -184,8 +185,9 @@ class Task:
             eta=self.meter.eta(remaining) if running else None,
             connections=sum(1 for c in self.connections.values() if c.segment is not None),
             resumable=self.resumable,
-            etag=self.etag,
-            last_modified=self.last_modified,
+            # Kept raw on the task (If-Range sends them back as they came), escaped where shown.
+            etag=_shown(self.etag),
+            last_modified=_shown(self.last_modified),
             error=self.error,
             retries=self.retries,
             last_errors=tuple(self.last_errors),
@@ -193,6 +195,11 @@ class Task:
             added_at=self.added_at,
             finished_at=self.finished_at,
         )
+
+
+def _shown(value: str | None) -> str | None:
+    """A string the server sent, as a snapshot may carry it: control characters escaped."""
+    return None if value is None else escape_controls(value)
 
 
 def _covered_within(ranges: RangeSet, start: int, end: int) -> int:

@@ -18,6 +18,7 @@ from typing import NoReturn
 from engine.client import EngineError
 from engine.daemon.config import DaemonConfig, DaemonError
 from engine.daemon.server import Daemon, host_port
+from engine.escaping import escape_controls
 from engine.locations import Locations, make_private_dir
 
 log = logging.getLogger("fetchtop.daemon")
@@ -131,9 +132,19 @@ def _await_ready(read_end: int, where: Locations) -> NoReturn:
     raise DaemonError(line.removeprefix("error: "))
 
 
+class EscapingFormatter(logging.Formatter):
+    """A formatter whose lines have control characters escaped: a log is read on a terminal
+    (``tail -f``), and its messages quote what servers sent. A traceback, appended after the
+    line, keeps its own line breaks."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The record's line, escaped."""
+        return escape_controls(super().formatMessage(record))
+
+
 def _setup_logging(quiet: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s fetchtop daemon: %(levelname)s %(message)s"))
+    handler.setFormatter(EscapingFormatter("%(asctime)s fetchtop daemon: %(levelname)s %(message)s"))
     root = logging.getLogger("fetchtop")
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING if quiet else logging.INFO)
