@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, ClassVar
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from engine.client import DaemonUnavailable, EngineClient, EngineError
 from engine.daemon.config import DaemonConfig
+from engine.escaping import escape_controls
 from engine.events import ProgressUpdated
 from engine.locations import Locations
 from engine.models import EngineSnapshot, TaskOptions, TaskSnapshot, TaskState
@@ -203,6 +205,10 @@ class FetchtopApp(App[int]):
         """Keep the newest snapshot; the screens redraw from it on their own timers."""
         self.model.apply_snapshot(message.snapshot)
 
+    def notify_plain(self, message: str, *, severity: SeverityLevel = "information") -> None:
+        """A notification of text that quotes an error, a URL or a name: escaped, and never markup."""
+        self.notify(escape_controls(message), severity=severity, markup=False)
+
     def on_engine_event_arrived(self, message: EngineEventArrived) -> None:
         """Log the event; ask for a snapshot if the table may be behind it."""
         self.model.apply_event(message.event)
@@ -214,7 +220,7 @@ class FetchtopApp(App[int]):
             if message.connected:
                 self.notify("Reconnected to the engine.")
             else:
-                self.notify(f"Lost the engine: {message.reason}. Retrying...", severity="error")
+                self.notify_plain(f"Lost the engine: {message.reason}. Retrying...", severity="error")
 
     def _check_stale(self) -> None:
         # Progress arrives every tick while tasks run; when nothing runs, or a lifecycle event is
@@ -243,10 +249,10 @@ class FetchtopApp(App[int]):
             try:
                 await action()
             except EngineError as exc:
-                self.notify(str(exc), severity="error")
+                self.notify_plain(str(exc), severity="error")
                 return
             except DaemonUnavailable as exc:  # a remote client may fail in transport; say so
-                self.notify(f"{type(exc).__name__}: {exc}", severity="error")
+                self.notify_plain(f"{type(exc).__name__}: {exc}", severity="error")
                 return
             if done:
                 self.notify(done)
@@ -262,7 +268,7 @@ class FetchtopApp(App[int]):
             try:
                 tid = await self.client.add(url, options)
             except (EngineError, DaemonUnavailable) as exc:
-                self.notify(f"Cannot add {url}: {exc}", severity="error")
+                self.notify_plain(f"Cannot add {url}: {exc}", severity="error")
                 continue
             if select:
                 self.notify(f"Added #{tid}")

@@ -21,6 +21,7 @@ from engine.client import DaemonUnavailable, EngineError
 from engine.codec import to_plain
 from engine.daemon.client import RemoteClient
 from engine.daemon.config import DaemonConfig, DaemonError, parse_listen, read_token
+from engine.escaping import escape_controls
 from engine.locations import Locations
 from engine.models import EngineSnapshot, TaskSnapshot, TaskState
 from engine.units import format_bytes, format_duration, format_rate, parse_rate
@@ -58,6 +59,11 @@ def make_client(args: argparse.Namespace) -> RemoteClient:
     return RemoteClient(socket_path=Locations.resolve(args.state_dir, args.socket).socket)
 
 
+def _say_error(line: str) -> None:
+    """One line on stderr; what came from the daemon (and maybe from a server) is escaped first."""
+    print(escape_controls(line), file=sys.stderr)
+
+
 def _run(client: RemoteClient, work: Callable[[RemoteClient], Awaitable[int]]) -> int:
     """Run one command against the daemon; transport trouble becomes one stderr line and status 1."""
 
@@ -68,10 +74,10 @@ def _run(client: RemoteClient, work: Callable[[RemoteClient], Awaitable[int]]) -
     try:
         return asyncio.run(go())
     except DaemonUnavailable as exc:
-        print(NO_DAEMON if exc.not_running else f"{PROG}: {exc}", file=sys.stderr)
+        _say_error(NO_DAEMON if exc.not_running else f"{PROG}: {exc}")
         return 1
     except EngineError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        _say_error(f"{PROG}: {exc}")
         return 1
 
 
@@ -82,7 +88,7 @@ async def _each(ids: list[int], action: Callable[[int], Awaitable[None]]) -> int
         try:
             await action(task_id)
         except EngineError as exc:
-            print(f"{PROG}: #{task_id}: {exc}", file=sys.stderr)
+            _say_error(f"{PROG}: #{task_id}: {exc}")
             status = 1
     return status
 
@@ -163,7 +169,7 @@ def _add(argv: list[str]) -> int:
             try:
                 print(await c.add(url, options), flush=True)
             except EngineError as exc:
-                print(f"{PROG}: {url}: {exc}", file=sys.stderr)
+                _say_error(f"{PROG}: {url}: {exc}")
                 status = 1
         return status
 
@@ -177,13 +183,15 @@ def _progress(task: TaskSnapshot) -> str:
 
 
 def format_tasks(tasks: tuple[TaskSnapshot, ...] | list[TaskSnapshot]) -> list[str]:
-    """A table of tasks for ``fetchtop ls``, header first."""
+    """A table of tasks for ``fetchtop ls``, header first; names and errors with controls escaped."""
     rows = [("ID", "STATE", "PROGRESS", "SPEED", "ETA", "NAME")]
     for t in tasks:
         active = t.state in (TaskState.DOWNLOADING, TaskState.PROBING)
         name = t.name or t.url
         if t.error:
             name += f"  ({t.error})"
+        # The daemon escapes what servers send, but a history written by an older one did not.
+        name = escape_controls(name)
         rows.append(
             (
                 str(t.id),
@@ -225,7 +233,7 @@ def _ls(argv: list[str]) -> int:
         limit = "none" if snapshot.speed_limit is None else format_rate(snapshot.speed_limit)
         print(f"total {format_rate(snapshot.speed)}, limit {limit}, {len(snapshot.tasks)} tasks")
         if snapshot.save_error is not None:
-            print(f"{PROG}: {NOT_SAVED}: {snapshot.save_error} (retrying)", file=sys.stderr)
+            _say_error(f"{PROG}: {NOT_SAVED}: {snapshot.save_error} (retrying)")
         return 0
 
     return _run(make_client(args), work)
@@ -320,10 +328,7 @@ def _stop(argv: list[str]) -> int:
                 if c.socket_path is not None and pid:
                     await _wait_gone(pid, deadline)
                 if stopped.save_error is not None:
-                    print(
-                        f"{PROG}: daemon stopped (pid {pid}), {NOT_SAVED}: {stopped.save_error}",
-                        file=sys.stderr,
-                    )
+                    _say_error(f"{PROG}: daemon stopped (pid {pid}), {NOT_SAVED}: {stopped.save_error}")
                     return 1
                 print(f"{PROG}: daemon stopped (pid {pid})")
                 return 0

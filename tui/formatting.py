@@ -3,16 +3,21 @@
 Nothing here needs a running app, so every function is cheap to test and the table can compare the
 plain strings it produced last time to decide which cells changed. Colours come in as a
 :class:`~tui.palette.Palette` of the app's theme; without one the text is plain.
+
+Every name, URL and reason shown goes through :func:`engine.escaping.escape_controls` here: the
+engine already escapes what servers send, and this catches whatever did not come through it
+(an older daemon's history, say). Escaping twice changes nothing.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rich.text import Text
 
+from engine.escaping import escape_controls
 from engine.events import (
     CheckpointFailed,
     CheckpointRecovered,
@@ -127,15 +132,15 @@ def ellipsize(text: str, width: int) -> str:
 def task_name(task: TaskSnapshot) -> str:
     """The file name, or the last part of the URL until the name is known."""
     if task.name:
-        return task.name
+        return escape_controls(task.name)
     tail = task.url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
-    return tail or task.url
+    return escape_controls(tail or task.url)
 
 
 def state_label(task: TaskSnapshot) -> str:
     """The state as shown in the table; a failed task shows why."""
     if task.state is TaskState.FAILED and task.error:
-        return f"failed: {task.error}"
+        return f"failed: {escape_controls(task.error)}"
     return task.state.value
 
 
@@ -197,7 +202,11 @@ def describe_event(event: Event, names: dict[int, str]) -> LogLine | None:
 
     ``names`` maps task ids to display names, so lines say which file they are about.
     """
+    line = _event_line(event, names)
+    return None if line is None else replace(line, text=escape_controls(line.text))
 
+
+def _event_line(event: Event, names: dict[int, str]) -> LogLine | None:
     def who(task_id: int) -> str:
         name = names.get(task_id)
         return f"#{task_id} {name}" if name else f"#{task_id}"

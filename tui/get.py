@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, TextIO
 
 from engine.engine import Engine
+from engine.escaping import escape_controls
 from engine.events import (
     CheckpointFailed,
     Event,
@@ -62,7 +63,8 @@ class Reporter:
 
     def error(self, line: str) -> None:
         """Print one error line to stderr, always."""
-        print(f"fetchtop: {line}", file=self.err, flush=True)
+        # The engine escaped what the server sent; escaping again is free and catches anything missed.
+        print(f"fetchtop: {escape_controls(line)}", file=self.err, flush=True)
 
     def close(self, snapshot: EngineSnapshot) -> None:
         """The end: leave the terminal tidy."""
@@ -95,7 +97,7 @@ class PlainReporter(Reporter):
                 self._line(describe(task))
 
     def _line(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        print(escape_controls(text), file=self.out, flush=True)
 
 
 def describe(task: TaskSnapshot) -> str:
@@ -116,7 +118,8 @@ class RichReporter(Reporter):
         from rich.progress import BarColumn, Progress, TextColumn
 
         self._progress: Progress = Progress(
-            TextColumn("{task.description}", style="bold"),
+            # No markup: the description is a name the server chose, and "[/x]" would crash Rich.
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             TextColumn("{task.percentage:>5.1f}%"),
             TextColumn("{task.fields[amount]}"),
@@ -136,6 +139,7 @@ class RichReporter(Reporter):
     def error(self, line: str) -> None:
         from rich.text import Text
 
+        line = escape_controls(line)
         if self._err_is_screen:
             # Same screen as the bars: print through their console so the display stays intact.
             self._progress.console.print(Text.assemble(("fetchtop: ", "red"), line))
@@ -149,7 +153,8 @@ class RichReporter(Reporter):
         if isinstance(event, TaskRetrying):
             self._progress.console.print(
                 Text.assemble(
-                    ("retry ", "yellow"), f"task {event.task_id} in {event.delay:.1f}s: {event.reason}"
+                    ("retry ", "yellow"),
+                    f"task {event.task_id} in {event.delay:.1f}s: {escape_controls(event.reason)}",
                 )
             )
 
@@ -160,7 +165,7 @@ class RichReporter(Reporter):
             speed, avg = format_rate(task.speed), format_rate(task.avg_speed)
             eta = format_duration(task.eta) if task.state is not TaskState.COMPLETED else "done"
             total = float(task.size) if task.size else None
-            name = (task.name or task.url)[-40:]
+            name = escape_controls(task.name or task.url)[-40:]
             if row is None:
                 row = self._progress.add_task(
                     name, total=total, completed=task.done, amount=amount, speed=speed, avg=avg, eta=eta

@@ -11,6 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Static
 
+from engine.escaping import escape_controls
 from engine.models import TaskSnapshot, TaskState
 from engine.units import format_bytes, format_duration, format_rate
 from tui.formatting import limit_text, percent, state_label, task_name
@@ -28,7 +29,7 @@ REDRAW_INTERVAL = 0.25
 
 
 def info_text(task: TaskSnapshot, palette: Palette = PLAIN) -> Text:
-    """The task's facts, one per line."""
+    """The task's facts, one per line; URLs, validators and paths with control characters escaped."""
     text = Text(no_wrap=True, overflow="ellipsis")
 
     def row(label: str, value: str | Text, style: Style = NO_STYLE) -> None:
@@ -38,7 +39,7 @@ def info_text(task: TaskSnapshot, palette: Palette = PLAIN) -> Text:
         if isinstance(value, Text):
             text.append_text(value)
         else:
-            text.append(value, style=style)
+            text.append(escape_controls(value), style=style)
 
     row("Name", task_name(task))
     row("State", state_label(task), palette.state(task.state))
@@ -74,7 +75,7 @@ def errors_text(task: TaskSnapshot, palette: Palette = PLAIN) -> Text:
     for i, line in enumerate(lines):
         if i:
             text.append("\n")
-        text.append(line, style=palette.error if line == task.error else palette.warning)
+        text.append(escape_controls(line), style=palette.error if line == task.error else palette.warning)
     return text
 
 

@@ -9,6 +9,7 @@ from enum import Enum
 from typing import ClassVar
 from urllib.parse import urlsplit
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -17,6 +18,7 @@ from textual.screen import ModalScreen
 from textual.validation import Integer, ValidationResult, Validator
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
+from engine.escaping import escape_controls
 from engine.models import TaskOptions, TaskSnapshot, TaskState
 from engine.units import parse_rate
 from tui.formatting import limit_input, task_name
@@ -188,7 +190,8 @@ class LimitDialog(ModalScreen[LimitRequest | None]):
                 yield RadioButton("Global (all downloads)", value=not self.task_first, id="scope-global")
                 if self.task_snapshot is not None:
                     task = self.task_snapshot
-                    label = f"Task #{task.id} {task_name(task)}"[:48]
+                    # Text, not markup: a name the server chose may hold "[".
+                    label = Text(f"Task #{task.id} {task_name(task)}"[:48])
                     yield RadioButton(label, value=self.task_first, id="scope-task")
             yield Label("Rate, e.g. 500K or 2M (empty: no limit)")
             current = (
@@ -263,9 +266,11 @@ class RemoveDialog(ModalScreen[str | None]):
         with Vertical(id="dialog", classes="dialog") as box:
             box.border_title = "Remove task"
             running = "" if task.state.finished else " and stop downloading it"
-            yield Static(f"Remove #{task.id} {task_name(task)}{running}?")
+            # No markup: the name is the server's choice, and "[/x]" in it would not even parse.
+            yield Static(f"Remove #{task.id} {task_name(task)}{running}?", markup=False)
             if task.part_path and self.has_partial:
-                yield Static(f"Partial file: {task.part_path}", classes="hint")
+                part = escape_controls(task.part_path)
+                yield Static(f"Partial file: {part}", classes="hint", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Remove [y]", id="keep", variant="primary")
                 if self.has_partial:

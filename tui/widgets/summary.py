@@ -6,6 +6,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
+from engine.escaping import escape_controls
 from tui.formatting import limit_text, short_bytes, short_rate
 from tui.model import DashboardModel
 from tui.palette import BOLD, NO_STYLE, PLAIN, Palette, theme_palette
@@ -44,7 +45,7 @@ def summary_text(model: DashboardModel, sort: str, filter_text: str, palette: Pa
     text.append("\n")
     if model.save_error is not None:
         # The pane has no spare line: losing the queue matters more than the sort order.
-        pair("Unsaved", model.save_error, palette.error + BOLD, 0)
+        pair("Unsaved", escape_controls(model.save_error), palette.error + BOLD, 0)
     else:
         pair("Sort   ", sort, NO_STYLE, 11)
         pair("filter", filter_text or "-", when(len(filter_text), BOLD), 0)
