@@ -20,6 +20,7 @@ from pathlib import Path
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from textual.widgets import RadioButton, Static
 
 from engine.engine import Engine
 from engine.events import Event, TaskFailed, TaskProbed, TaskRetrying
@@ -35,6 +36,7 @@ from tui.app import FetchtopApp
 from tui.daemon_cli import format_tasks
 from tui.formatting import describe_event, state_text, task_name
 from tui.screens.detail import DetailScreen, errors_text, info_text
+from tui.screens.dialogs import LimitDialog, RemoveDialog
 from tui.widgets.event_log import EventLog
 from tui.widgets.task_table import TaskTable, layout, task_cells
 
@@ -202,7 +204,7 @@ def test_ls_and_the_daemon_log_show_a_hostile_failure_escaped() -> None:
 async def test_etag_last_modified_and_location_are_escaped_in_what_the_engine_shows(
     download_dir: Path,
 ) -> None:
-    moved = response("302 Found", [("Location", "/real\x1b[31m\xc2\x9b.bin"), ("Content-Length", "0")])
+    moved = response("302 Found", [("Location", b"/real\x1b[31m\xc2\x9b.bin"), ("Content-Length", "0")])
     file = response(
         "200 OK",
         [
@@ -254,10 +256,9 @@ async def test_dashboard_shows_a_hostile_failure_escaped(download_dir: Path) -> 
 
             tid = await wait_in_app(pilot, failed, "the task to fail")
             table = app.screen.query_one(TaskTable)
-            state = await wait_in_app(
+            await wait_in_app(
                 pilot, lambda: table.get_cell(str(tid), "state").plain.startswith("failed"), "the state"
             )
-            assert state
             cell = table.get_cell(str(tid), "state").plain
             assert_terminal_safe(cell)
             assert cell.startswith("failed: HTTP 404 \\033]0;pwned"), cell
@@ -279,6 +280,48 @@ async def test_dashboard_shows_a_hostile_failure_escaped(download_dir: Path) -> 
             assert_terminal_safe(errors)
             assert f"HTTP 404 {SHOWN}" in errors, errors
             assert_terminal_safe(app.export_screenshot())
+
+
+async def test_dialogs_show_a_name_with_markup_as_it_is(download_dir: Path) -> None:
+    # Textual reads a str as markup: "[bold red]" would restyle the name, "[@click=...]" make it a button.
+    name = "[bold red]evil[@click=app.quit].bin"
+    head = response(
+        "200 OK",
+        [("Content-Length", "10"), ("Content-Disposition", f'attachment; filename="{name}"')],
+        b"hello",
+    )
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await srv.read_request(reader)
+        writer.write(head)
+        await writer.drain()
+        await asyncio.sleep(LIMIT)  # the other half never comes: the task stays partial while we look
+
+    options = opts(download_dir, connections=1)
+    async with RawServer(answer) as srv:
+        app = FetchtopApp(
+            client_factory=lambda: Engine(fast_config(defaults=options)),
+            urls=[srv.url("/evil")],
+            options=options,
+        )
+        async with app.run_test(size=(120, 40)) as pilot:
+
+            def partial() -> TaskSnapshot | None:
+                tasks = app.model.snapshot.tasks
+                return tasks[0] if tasks and tasks[0].done == 5 and tasks[0].part_path else None
+
+            task = await wait_in_app(pilot, partial, "half the file")
+            assert task.name == name
+            await pilot.press("l")
+            assert isinstance(app.screen, LimitDialog)
+            assert str(app.screen.query_one("#scope-task", RadioButton).label) == f"Task #{task.id} {name}"
+            await pilot.press("escape")
+            await pilot.press("d")
+            assert isinstance(app.screen, RemoveDialog)
+            texts = [str(static.render()) for static in app.screen.query(Static)]
+            assert f"Remove #{task.id} {name} and stop downloading it?" in texts, texts
+            assert f"Partial file: {task.part_path}" in texts, texts
+            await pilot.press("n")
 
 
 RAW = "\x1b]0;pwned\x07\x1b[31m\x9b\udcff\u202e"

@@ -56,6 +56,7 @@ class RawServer:
         self._limit = limit
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.Task[object]] = set()
+        self._stopping = False
         self.port = 0
         """Port listened on once started."""
         self.connections = 0
@@ -95,6 +96,10 @@ class RawServer:
                 await (self._handler or self._answer)(reader, writer)
         except (ConnectionError, TimeoutError):
             pass  # the client went away, or the test's client never finished: just close
+        except asyncio.CancelledError:
+            # stop() ends a connection this way; asyncio would log a cancelled connection task.
+            if not self._stopping:
+                raise
         finally:
             self._open.discard(task)
             writer.close()
@@ -110,12 +115,14 @@ class RawServer:
     async def stop(self) -> None:
         """Stop listening and end the connections still open."""
         if self._server is not None:
+            self._stopping = True
             self._server.close()
             for task in list(self._open):
                 task.cancel()
             await asyncio.gather(*self._open, return_exceptions=True)
             await self._server.wait_closed()
             self._server = None
+            self._stopping = False
 
     async def __aenter__(self) -> RawServer:
         return await self.start()
