@@ -284,22 +284,24 @@ async def test_label_values_with_quotes_are_escaped(
     assert (tmp_path / name).exists()
 
 
-def test_label_values_with_newlines_and_backslashes_round_trip() -> None:
-    # The engine sanitizes local names, but a remote engine's snapshot is not ours to trust.
+def test_label_values_keep_quotes_and_backslashes_and_escape_newlines() -> None:
+    # The engine sanitizes local names, but a remote engine's snapshot is not ours to trust: quotes
+    # and backslashes round-trip, control characters (newlines too) arrive escaped as \012.
     name = 'a "b"\nc\\d}\n'
+    shown = 'a "b"\\012c\\d}\\012'
     metrics = EngineMetrics()
     task = TaskSnapshot(
         id=7, url="http://x/y", state=TaskState.DOWNLOADING, options=TaskOptions(), name=name, size=10, done=4
     )
     metrics.update(EngineSnapshot(tasks=(task,), downloaded=4))
     text = generate_latest(metrics.registry).decode()
-    assert 'file_name="a \\"b\\"\\nc\\\\d}\\n"' in text
+    assert 'file_name="a \\"b\\"\\\\012c\\\\d}\\\\012"' in text
     samples = parse(text)
-    assert value(samples, "fetchtop_task_downloaded_bytes", task_id="7", file_name=name) == 4
+    assert value(samples, "fetchtop_task_downloaded_bytes", task_id="7", file_name=shown) == 4
     openmetrics = generate_openmetrics(metrics.registry).decode()  # type: ignore[no-untyped-call]
     families = list(parse_openmetrics(openmetrics))  # type: ignore[no-untyped-call]
     done = next(f for f in families if f.name == "fetchtop_task_downloaded_bytes")
-    assert [s.labels["file_name"] for s in done.samples] == [name]
+    assert [s.labels["file_name"] for s in done.samples] == [shown]
 
 
 # ---------------------------------------------------------------------------------------------------
