@@ -37,6 +37,29 @@ class EngineConfig:
     """File the queue is saved to on change and restored from at start; None keeps nothing."""
 
 
+def parse_checksum(spec: str) -> tuple[str, str]:
+    """``(algorithm, lower-case hex digest)`` from ``ALGO=HEX``, or EngineError saying what is wrong.
+
+    The algorithm must be one hashlib has with a fixed digest size (so not shake_128 or shake_256,
+    whose length the caller would have to choose), and the hex must be exactly that long.
+    """
+    algo, sep, digest = spec.partition("=")
+    algo, digest = algo.strip(), digest.strip().lower()
+    if not sep or not algo or not digest:
+        raise EngineError(f"checksum must be ALGO=HEX, got {spec!r}")
+    try:
+        size = hashlib.new(algo).digest_size
+    except (ValueError, TypeError):
+        raise EngineError(f"unknown checksum algorithm {algo!r}") from None
+    if size == 0:
+        raise EngineError(f"checksum algorithm {algo!r} has no fixed digest length; use e.g. sha256")
+    if any(c not in "0123456789abcdef" for c in digest):
+        raise EngineError(f"checksum {digest!r} is not hexadecimal")
+    if len(digest) != 2 * size:
+        raise EngineError(f"a {algo} checksum has {2 * size} hex digits, got {len(digest)}")
+    return algo, digest
+
+
 def validate_options(options: TaskOptions) -> None:
     """Raise EngineError for options no download could use."""
     if not 1 <= options.connections <= MAX_CONNECTIONS:
@@ -44,17 +67,7 @@ def validate_options(options: TaskOptions) -> None:
     if options.speed_limit is not None and options.speed_limit <= 0:
         raise EngineError("speed limit must be positive")
     if options.checksum is not None:
-        algo, sep, digest = options.checksum.partition("=")
-        if not sep or not digest.strip():
-            raise EngineError(f"checksum must be ALGO=HEX, got {options.checksum!r}")
-        try:
-            hashlib.new(algo)
-        except ValueError:
-            raise EngineError(f"unknown checksum algorithm {algo!r}") from None
-        try:
-            bytes.fromhex(digest.strip())
-        except ValueError:
-            raise EngineError(f"checksum {digest!r} is not hexadecimal") from None
+        parse_checksum(options.checksum)
     if options.retries < 0 or options.timeout <= 0 or options.connect_timeout <= 0:
         raise EngineError("retries must be >= 0 and timeouts positive")
     if options.min_split < 16 * 1024:

@@ -9,6 +9,8 @@ from pathlib import Path
 import aiohttp
 
 from engine import control, partfile
+from engine.client import EngineError
+from engine.config import parse_checksum
 from engine.control import ControlData, UntrustedFile
 from engine.errors import ControlWriteError, DownloadError, ErrorKind, RemoteChanged
 from engine.events import (
@@ -54,6 +56,7 @@ class Download(Transfer):
     async def _run(self) -> None:
         task = self.task
         check_url(task.url)
+        self._expected_digest()  # a task restored from an older session was never checked
         if not task.control_checked:
             task.control_checked = True
             await self._adopt_existing_control()
@@ -236,15 +239,15 @@ class Download(Transfer):
         if task.options.checksum:
             task.set_state(TaskState.VERIFYING)
             self.ctx.publish(TaskVerifying(time.time(), task.id))
-            algo, _, expected = task.options.checksum.partition("=")
+            algo, expected = self._expected_digest()
             actual = await in_thread(file.hash, algo)
-            if actual.lower() != expected.strip().lower():
+            if actual.lower() != expected:
                 await self._close_file()
                 await asyncio.to_thread(control.remove_quietly, task.part_path, task.control_path)
                 task.done = RangeSet()
                 task.plan = []
                 raise DownloadError(
-                    f"checksum mismatch: expected {algo}={expected.strip().lower()}, got {actual}",
+                    f"checksum mismatch: expected {algo}={expected}, got {actual}",
                     permanent=True,
                     kind=ErrorKind.CHECKSUM,
                 )
@@ -266,6 +269,16 @@ class Download(Transfer):
         task.set_state(TaskState.COMPLETED)
         duration = task.meter.active_time
         self.ctx.publish(TaskCompleted(time.time(), task.id, path=str(final), size=size, duration=duration))
+
+    def _expected_digest(self) -> tuple[str, str]:
+        """The task's checksum as ``(algorithm, hex)``; a permanent error, before any request, if unusable."""
+        spec = self.task.options.checksum
+        if spec is None:
+            return "", ""
+        try:
+            return parse_checksum(spec)
+        except EngineError as exc:
+            raise DownloadError(str(exc), permanent=True, kind=ErrorKind.CHECKSUM) from None
 
     def _place_final(self, file: PartFile, claimed: set[Path]) -> Path:
         """Give the part file its final name without ever replacing an existing file (blocking)."""

@@ -16,6 +16,7 @@ from engine.backoff import backoff_delay
 from engine.bus import EventBus, Subscription
 from engine.client import EngineError
 from engine.config import EngineConfig, validate_options
+from engine.connector import BoundedConnector
 from engine.control import ControlData
 from engine.download import Download
 from engine.errors import DownloadError
@@ -93,7 +94,7 @@ class Engine:
 
     async def start(self) -> None:
         """Open the HTTP session, restore a saved queue, start publishing progress."""
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=60)
+        connector = BoundedConnector(limit=0, limit_per_host=0, ttl_dns_cache=60)
         self._session = aiohttp.ClientSession(
             connector=connector,
             trust_env=True,

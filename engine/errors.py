@@ -47,6 +47,8 @@ class ErrorKind(StrEnum):
     """The server's certificate is not trusted."""
     IO = "io"
     """A local file system error."""
+    REQUEST = "request"
+    """The request could not be built from the task's options; nothing was sent."""
     NAME = "name"
     """No safe or free file name for the download."""
     CHECKSUM = "checksum"

@@ -92,6 +92,17 @@ class TaskRetrying(TaskEvent):
 
 
 @dataclass(frozen=True)
+class ExtraBytesIgnored(TaskEvent):
+    """The server sent more body than its Content-Length; the declared length was kept.
+
+    The bytes past it were dropped and their connection closed. Published once per run of a task.
+    """
+
+    extra: int
+    """Bytes past the declared length that arrived before the connection was closed."""
+
+
+@dataclass(frozen=True)
 class SegmentFinished(TaskEvent):
     """One byte range of a task is complete."""
 
@@ -208,6 +219,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TaskPaused,
         TaskResumed,
         TaskRetrying,
+        ExtraBytesIgnored,
         SegmentFinished,
         TaskVerifying,
         TaskCompleted,

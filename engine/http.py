@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 from yarl import URL
 
 from engine.backoff import parse_retry_after
@@ -21,6 +22,8 @@ from engine.redaction import redact, redact_text
 USER_AGENT = "fetchtop/0.1"
 SUPPORTED_SCHEMES = ("http", "https")
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+MAX_DETAIL = 120
+"""Most characters of an exception's own text quoted in a reason, so an error stays one short line."""
 
 
 def check_url(url: str) -> URL:
@@ -43,6 +46,20 @@ def request_headers(options: TaskOptions) -> dict[str, str]:
     for name, value in options.headers:
         headers[name] = value
     return headers
+
+
+def request_url(url: str, headers: Mapping[str, str]) -> str:
+    """The URL to request: without its user and password when an Authorization header is given.
+
+    As in curl, an explicit ``Authorization`` header wins over credentials in the URL (aiohttp
+    would refuse to send both).
+    """
+    u = URL(url)
+    if u.user is None and u.password is None:
+        return url
+    if not any(name.lower() == "authorization" for name in headers):
+        return url
+    return str(u.with_user(None))
 
 
 def ssl_option(options: TaskOptions) -> ssl.SSLContext | bool:
@@ -96,6 +113,26 @@ def truncated() -> DownloadError:
     return DownloadError("body ended early (truncated transfer)", kind=ErrorKind.TRUNCATED)
 
 
+def detail(text: str) -> str:
+    """The first line of an exception's text, passwords removed, cut to :data:`MAX_DETAIL` characters."""
+    lines = text.strip().splitlines()
+    line = redact_text(lines[0].strip()) if lines else ""
+    return line if len(line) <= MAX_DETAIL else line[: MAX_DETAIL - 3] + "..."
+
+
+def local_error(exc: ValueError | TypeError) -> DownloadError:
+    """The permanent error for a request that could not be built: nothing left the machine."""
+    text = str(exc)
+    if text.startswith("Cannot combine AUTHORIZATION header"):
+        # URL credentials give way to the header (request_url), so what remains is ~/.netrc.
+        text = "an Authorization header (-H) and credentials from ~/.netrc both apply"
+    return DownloadError(
+        f"cannot send the request: {detail(text) or type(exc).__name__}",
+        permanent=True,
+        kind=ErrorKind.REQUEST,
+    )
+
+
 def classify(exc: BaseException) -> DownloadError:
     """Turn a client exception into a DownloadError with a one-line reason."""
     if isinstance(exc, DownloadError):
@@ -122,13 +159,19 @@ def classify(exc: BaseException) -> DownloadError:
         )
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return DownloadError("server closed the connection", kind=ErrorKind.CONNECTION)
+    if isinstance(exc, aiohttp.ClientResponseError) and isinstance(exc.__cause__, HttpProcessingError):
+        # The response could not be parsed; aiohttp's message quotes the offending bytes.
+        return DownloadError(
+            f"malformed response: {detail(exc.message).rstrip(':') or 'unparsable'}", kind=ErrorKind.PROTOCOL
+        )
     if isinstance(exc, aiohttp.ClientError | ConnectionError):
         # aiohttp quotes the proxy URL, password included, in a refused CONNECT's message.
-        text = redact_text(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
-        return DownloadError(f"connection error: {text}", kind=ErrorKind.CONNECTION)
+        return DownloadError(
+            f"connection error: {detail(str(exc)) or type(exc).__name__}", kind=ErrorKind.CONNECTION
+        )
     if isinstance(exc, OSError):
         return DownloadError(f"I/O error: {exc.strerror or exc}", permanent=True, kind=ErrorKind.IO)
-    return DownloadError(f"{type(exc).__name__}: {redact_text(str(exc))}", kind=ErrorKind.ERROR)
+    return DownloadError(f"{type(exc).__name__}: {detail(str(exc))}", kind=ErrorKind.ERROR)
 
 
 @dataclass(frozen=True)

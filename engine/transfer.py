@@ -13,10 +13,11 @@ from typing import Any, Protocol, TypeVar
 import aiohttp
 from yarl import URL
 
+from engine.connector import BoundedConnector
 from engine.control import ControlData
 from engine.errors import DownloadError, ErrorKind
-from engine.events import Event, TaskRestarted, TaskRetrying
-from engine.http import Validators, request_headers, ssl_option
+from engine.events import Event, ExtraBytesIgnored, TaskRestarted, TaskRetrying
+from engine.http import Validators, local_error, request_headers, request_url, ssl_option
 from engine.models import MiB
 from engine.partfile import PartFile
 from engine.ranges import RangeSet
@@ -108,6 +109,7 @@ class Transfer:
         """Set by a restart: the control file claims ranges of data about to be thrown away."""
         self._restarts = 0
         self._numbers = itertools.count(1)
+        self._extra_reported = False
 
     def connection_number(self) -> int:
         """A number for a new connection, unique within this run."""
@@ -117,12 +119,13 @@ class Transfer:
         """Send a GET holding a host slot; the caller closes the result."""
         opts = self.task.options
         host = URL(url).host or ""
+        all_headers = {**request_headers(opts), **headers}
         slot = self.ctx.host_slot(host)
         await slot.acquire()
         try:
             resp = await self.ctx.session.get(
-                url,
-                headers={**request_headers(opts), **headers},
+                request_url(url, all_headers),
+                headers=all_headers,
                 proxy=opts.proxy,
                 ssl=ssl_option(opts),
                 timeout=aiohttp.ClientTimeout(
@@ -133,10 +136,26 @@ class Transfer:
                 # Few connections get deep buffers (fewer, larger reads); many share the budget.
                 read_bufsize=self._read_bufsize(),
             )
+        except (ValueError, TypeError) as exc:
+            slot.release()
+            if isinstance(exc, aiohttp.ClientError):
+                raise  # InvalidURL and its kind: classify() knows them
+            # Raised while the request was being built: nothing was sent, and a retry
+            # would build the very same request.
+            raise local_error(exc) from None
         except BaseException:
             slot.release()
             raise
+        connector = self.ctx.session.connector
+        if isinstance(connector, BoundedConnector):
+            connector.watch(resp, self._extra_ignored)
         return Response(resp, slot)
+
+    def _extra_ignored(self, extra: int) -> None:
+        """Report, once per run, a server that sent more body than its Content-Length."""
+        if not self._extra_reported:
+            self._extra_reported = True
+            self.ctx.publish(ExtraBytesIgnored(time.time(), self.task.id, extra=extra))
 
     def _read_bufsize(self) -> int:
         return max(256 * 1024, min(2 * MiB, BUFFER_BUDGET // 2 // max(1, self.task.max_connections)))

@@ -22,6 +22,7 @@ from engine.events import (
     CheckpointFailed,
     CheckpointRecovered,
     Event,
+    ExtraBytesIgnored,
     LimitChanged,
     SessionSaveFailed,
     SessionSaveRecovered,
@@ -228,6 +229,10 @@ def _event_line(event: Event, names: dict[int, str]) -> LogLine | None:
             return LogLine(t, f"{who(tid)} resumed", "info")
         case TaskRetrying(task_id=tid, reason=reason, delay=delay, attempt=attempt):
             return LogLine(t, f"{who(tid)} retry {attempt} in {delay:.1f}s: {reason}", "warning")
+        case ExtraBytesIgnored(task_id=tid, extra=extra):
+            return LogLine(
+                t, f"{who(tid)} server sent {extra} bytes past its Content-Length (ignored)", "warning"
+            )
         case TaskVerifying(task_id=tid):
             return LogLine(t, f"{who(tid)} verifying checksum", "info")
         case TaskCompleted(task_id=tid, size=size, duration=duration):

@@ -17,6 +17,7 @@ from engine.escaping import escape_controls
 from engine.events import (
     CheckpointFailed,
     Event,
+    ExtraBytesIgnored,
     ProgressUpdated,
     TaskAdded,
     TaskCompleted,
@@ -43,6 +44,7 @@ class Reporter:
         self.out = out
         self.err = err
         self._urls: dict[int, str] = {}
+        self._overlong: set[int] = set()
 
     def url_of(self, task_id: int) -> str:
         """The (password-free) URL of a task, as announced when it was added."""
@@ -57,6 +59,13 @@ class Reporter:
         elif isinstance(event, CheckpointFailed):
             # Not fatal, but a crash now would lose progress: worth a line even when quiet.
             self.error(f"{self.url_of(event.task_id)}: control file not written: {event.reason} (retrying)")
+        elif isinstance(event, ExtraBytesIgnored) and event.task_id not in self._overlong:
+            # The file is right, but the server is broken: say so once per task, even when quiet.
+            self._overlong.add(event.task_id)
+            self.error(
+                f"{self.url_of(event.task_id)}: server sent more than its Content-Length; "
+                f"kept the declared length, ignored {event.extra} extra bytes"
+            )
 
     def progress(self, snapshot: EngineSnapshot) -> None:
         """React to a progress tick."""

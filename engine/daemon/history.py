@@ -22,6 +22,7 @@ from engine.events import (
     CheckpointFailed,
     CheckpointRecovered,
     Event,
+    ExtraBytesIgnored,
     SessionSaveFailed,
     SessionSaveRecovered,
     TaskAdded,
@@ -92,6 +93,12 @@ def log_event(event: Event) -> None:
             "task %d: cannot write its control file: %s (downloading on, retrying each checkpoint)",
             event.task_id,
             event.reason,
+        )
+    elif isinstance(event, ExtraBytesIgnored):
+        log.warning(
+            "task %d: server sent more than its Content-Length; ignored %d extra bytes",
+            event.task_id,
+            event.extra,
         )
     elif isinstance(event, CheckpointRecovered):
         log.warning("task %d: its control file is written again", event.task_id)
