@@ -272,7 +272,7 @@ def targets(
            lambda p: f"{p.speed_ratio:.2f}x", lambda p: p.speed_ratio >= 1.0)  # fmt: skip
     paired(12, "S3 throttled x16: wall vs aria2c", 3, "aria2c", "<= 1.00x",
            lambda p: f"{p.time_ratio:.2f}x", lambda p: p.time_ratio <= 1.0)  # fmt: skip
-    paired(12, "S4 300 small files: wall vs aria2c", 4, "aria2c", "<= 0.75x",
+    paired(12, "S4 small files (300 at full size): wall vs aria2c", 4, "aria2c", "<= 0.75x",
            lambda p: f"{p.time_ratio:.2f}x", lambda p: p.time_ratio <= 0.75)  # fmt: skip
     worst(12, "peak RSS at -x16", X16_SCENARIOS, lambda s: s.rss_mb, "MB", f"<= {RSS_X16_LIMIT_MB:g} MB",
           lambda v: v <= RSS_X16_LIMIT_MB)  # fmt: skip
