@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(BIN)/fetchtop demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine faultserver tui tests
-	$(BIN)/ruff format --check engine faultserver tui tests
+	$(BIN)/ruff check engine faultserver tui tests bench
+	$(BIN)/ruff format --check engine faultserver tui tests bench
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
@@ -53,5 +53,6 @@ screenshots: $(STAMP)
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
 
+# Options in BENCH_ARGS, e.g. make bench BENCH_ARGS="--only tls-x1 --quick" (bench/README.md).
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

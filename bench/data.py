@@ -24,13 +24,13 @@ class DataSet:
     root: Path
     """Directory nginx serves."""
     big: str
-    """The large file (1 GiB at full scale): scenarios 1 and 2."""
+    """The large file (1 GiB at full scale): scenarios 1, 2 and 8-11."""
     mid: str
     """The medium file (128 MiB): scenarios 3 and 5."""
     small: tuple[str, ...]
     """Many 256 KiB files: scenario 4."""
     one: str
-    """One 256 KiB file: scenario 7."""
+    """One 256 KiB file: scenarios 7 and 12."""
     dash: tuple[str, ...]
     """Fifty names for the medium file (symlinks): scenario 6."""
     sizes: dict[str, int]
@@ -51,14 +51,18 @@ class DataSet:
         return self.mid if rel in self.dash else rel
 
 
-def prepare(work: Path, scale: float = 1.0) -> DataSet:
-    """Create (or reuse) the random files under ``work`` for ``scale`` and return their manifest."""
-    big_size = max(MiB, round(GiB * scale / MiB) * MiB)
+def prepare(work: Path, scale: float = 1.0, big_size: int | None = None) -> DataSet:
+    """Create (or reuse) the random files under ``work`` for ``scale`` and return their manifest;
+    ``big_size`` overrides the big file's size (1 GiB times ``scale``)."""
+    # A big file of a chosen size gets a name of its own, so the default one is kept for later runs.
+    big = "big.bin" if big_size is None else f"big-{big_size // MiB}m.bin"
+    if big_size is None:
+        big_size = max(MiB, round(GiB * scale / MiB) * MiB)
     mid_size = max(MiB, round(128 * MiB * scale / MiB) * MiB)
     small_count = max(10, round(300 * scale))
     root = work / ("data" if scale == 1.0 else f"data-x{scale:g}")
     root.mkdir(parents=True, exist_ok=True)
-    wanted: dict[str, int] = {"big.bin": big_size, "mid.bin": mid_size, "one.bin": 256 * 1024}
+    wanted: dict[str, int] = {big: big_size, "mid.bin": mid_size, "one.bin": 256 * 1024}
     small = tuple(f"small/f{i:03d}.bin" for i in range(small_count))
     wanted.update(dict.fromkeys(small, 256 * 1024))
     manifest_path = root / "manifest.json"
@@ -74,7 +78,8 @@ def prepare(work: Path, scale: float = 1.0) -> DataSet:
         manifest[rel] = {"size": size, "sha256": _write_random(path, size)}
         created += size
     for stale in set(manifest) - set(wanted):
-        del manifest[stale]
+        if not (root / stale).is_file():
+            del manifest[stale]
     _save_manifest(manifest_path, manifest)
     dash = tuple(f"dash/d{i:02d}.bin" for i in range(50))
     (root / "dash").mkdir(exist_ok=True)
@@ -90,7 +95,7 @@ def prepare(work: Path, scale: float = 1.0) -> DataSet:
         )
     return DataSet(
         root=root,
-        big="big.bin",
+        big=big,
         mid="mid.bin",
         small=small,
         one="one.bin",

@@ -15,6 +15,7 @@ TOOLS: dict[str, tuple[str, ...]] = {
     "wget": ("wget",),
     "tmux": ("tmux",),
     "time": ("time",),
+    "openssl": ("openssl",),
 }
 """Each command and the Debian packages that provide it, preferred first."""
 
@@ -71,10 +72,22 @@ def _apt_install(missing: list[str]) -> None:
             raise ToolError(f"could not install any of {', '.join(TOOLS[name])} for {name}")
 
 
+def nginx_tls_missing(nginx: str) -> str:
+    """Why this nginx cannot serve HTTPS (no ``--with-http_ssl_module`` in ``nginx -V``), or ``""``."""
+    try:
+        result = subprocess.run([nginx, "-V"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"nginx -V failed: {exc}"
+    if "--with-http_ssl_module" not in result.stdout + result.stderr:
+        return f"{nginx} was built without the SSL module (install nginx-light or nginx from Debian)"
+    return ""
+
+
 def version(path: str) -> str:
     """``NAME VERSION`` from what a tool prints for ``--version`` (nginx: ``-v``, to stderr)."""
     flag = "-V" if os.path.basename(path) == "tmux" else "--version"
     flag = "-v" if os.path.basename(path) == "nginx" else flag
+    flag = "version" if os.path.basename(path) == "openssl" else flag
     try:
         result = subprocess.run([path, flag], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):

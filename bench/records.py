@@ -14,7 +14,7 @@ class RunRecord:
     """One run of one tool in one scenario."""
 
     scenario: int
-    """Scenario number (1..7)."""
+    """Scenario number (1..12)."""
     tool: str
     """Tool key (fetchtop, curl, wget, aria2c, axel)."""
     round: int
@@ -43,6 +43,8 @@ class RunRecord:
     """Requests in nginx's access log for this run."""
     server_bytes: int = 0
     """``$bytes_sent`` summed over this run's requests."""
+    tls: str = ""
+    """HTTPS scenarios: the protocol and cipher nginx logged, with request counts."""
     term_bytes_per_s: float | None = None
     """Scenario 6: bytes per second the dashboard wrote to its terminal."""
     core_share: float | None = None

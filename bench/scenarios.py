@@ -1,4 +1,9 @@
-"""Scenarios 1-5 and 7 of issue 6: which tools, with which command lines, on which files."""
+"""The scenarios run by the generic runner: which tools, with which command lines, on which files.
+
+1-5 and 7 are issue 6's, downloading to the disk; 8-12 are issue 12's, downloading into a tmpfs so
+that what remains is what the code costs (plain HTTP and TLS, one and 16 connections, start-up). In
+every round each tool runs once, in the order listed (fetchtop first), so fetchtop's run and its
+reference's run of one round form a pair measured under the same load."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.data import DataSet, sha256_file
+from bench.data import DataSet, GiB, MiB, sha256_file
 from bench.measure import run_measured
 from bench.records import RunRecord
 from bench.server import Nginx
@@ -28,6 +33,8 @@ class Invocation:
     """The same list as a curl config file (``url = "..."`` lines)."""
     fetchtop: str
     """Path of the fetchtop console script."""
+    cacert: Path = Path("CA")
+    """The benchmark's CA certificate, for the TLS scenarios."""
 
     @property
     def url(self) -> str:
@@ -41,6 +48,7 @@ class Invocation:
 
 
 Build = Callable[[Invocation], list[str]]
+Env = Callable[[Invocation], dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,8 @@ class Tool:
     """Short name, also the binary needed (fetchtop, curl, wget, aria2c, axel)."""
     build: Build
     """Its command line."""
+    env: Env | None = None
+    """Variables added to the clean client environment (fetchtop's CA, which has no option)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,7 @@ class Scenario:
     title: str
     """Heading."""
     kind: str
-    """nginx location: f (plain), slow (limit_rate), norange (max_ranges 0)."""
+    """nginx location: f (unthrottled), slow (limit_rate), norange (max_ranges 0)."""
     files: Callable[[DataSet], tuple[str, ...]]
     """Data files fetched in one run."""
     tools: tuple[Tool, ...]
@@ -71,8 +81,14 @@ class Scenario:
     """Tool key the ratios are computed against."""
     timeout: float
     """Seconds before a run is killed and counted as failed."""
-    min_runs: int = 1
-    """Measured runs at least, whatever BENCH_RUNS says (cheap, noisy scenarios)."""
+    runs: int = 3
+    """Measured runs per tool unless ``--runs``/``BENCH_RUNS`` says otherwise."""
+    target: str = "disk"
+    """Where the outputs go: ``disk`` (bench/.work) or ``tmpfs``."""
+    tls: bool = False
+    """Whether the URLs are HTTPS (nginx with the benchmark's certificate)."""
+    compare: str = "ratio"
+    """How fetchtop is set against the reference: ``ratio`` of times, or ``difference`` (start-up)."""
 
 
 def _ft(*opts: str) -> Build:
@@ -80,8 +96,18 @@ def _ft(*opts: str) -> Build:
     return lambda inv: [inv.fetchtop, "get", "-q", *opts, "-d", str(inv.out), inv.url]
 
 
+def _trust_ca(inv: Invocation) -> dict[str, str]:
+    """fetchtop has no CA option (only --insecure): aiohttp's default SSL context loads OpenSSL's
+    default verify paths, and ``SSL_CERT_FILE`` replaces the default CA file."""
+    return {"SSL_CERT_FILE": str(inv.cacert)}
+
+
 def _curl(inv: Invocation) -> list[str]:
     return ["curl", "-sS", "-f", "-o", inv.name, inv.url]
+
+
+def _curl_tls(inv: Invocation) -> list[str]:
+    return ["curl", "-sS", "-f", "--cacert", str(inv.cacert), "-o", inv.name, inv.url]
 
 
 def _wget(inv: Invocation) -> list[str]:
@@ -90,6 +116,10 @@ def _wget(inv: Invocation) -> list[str]:
 
 def _aria2c(*opts: str) -> Build:
     return lambda inv: ["aria2c", "-q", *opts, "-d", str(inv.out), inv.url]
+
+
+def _aria2c_tls(*opts: str) -> Build:
+    return lambda inv: ["aria2c", "-q", *opts, f"--ca-certificate={inv.cacert}", "-d", str(inv.out), inv.url]
 
 
 def _axel16(inv: Invocation) -> list[str]:
@@ -190,22 +220,97 @@ SCENARIOS: dict[int, Scenario] = {
         (Tool("fetchtop", _ft()), Tool("curl", _curl), Tool("aria2c", _aria2c())),
         reference="curl",
         timeout=60,
-        min_runs=5,
+        runs=5,
+        compare="difference",
+    ),
+    8: Scenario(
+        8,
+        "Plain HTTP, one connection, 1 GiB into tmpfs",
+        "f",
+        lambda d: (d.big,),
+        (Tool("fetchtop", _ft("-x1")), Tool("curl", _curl)),
+        reference="curl",
+        timeout=180,
+        runs=5,
+        target="tmpfs",
+    ),
+    9: Scenario(
+        9,
+        "TLS, one connection, 1 GiB into tmpfs",
+        "f",
+        lambda d: (d.big,),
+        (Tool("fetchtop", _ft("-x1"), env=_trust_ca), Tool("curl", _curl_tls)),
+        reference="curl",
+        timeout=180,
+        runs=5,
+        target="tmpfs",
+        tls=True,
+    ),
+    10: Scenario(
+        10,
+        "Plain HTTP, 16 connections, 1 GiB into tmpfs",
+        "f",
+        lambda d: (d.big,),
+        (Tool("fetchtop", _ft("-x16")), Tool("axel", _axel16)),
+        reference="axel",
+        timeout=180,
+        runs=5,
+        target="tmpfs",
+    ),
+    11: Scenario(
+        11,
+        "TLS, 16 connections, 1 GiB into tmpfs",
+        "f",
+        lambda d: (d.big,),
+        (Tool("fetchtop", _ft("-x16"), env=_trust_ca), Tool("aria2c", _aria2c_tls(*_ARIA16))),
+        reference="aria2c",
+        timeout=180,
+        runs=5,
+        target="tmpfs",
+        tls=True,
+    ),
+    12: Scenario(
+        12,
+        "Start-up: one 256 KiB file into tmpfs, whole process",
+        "f",
+        lambda d: (d.one,),
+        (Tool("fetchtop", _ft()), Tool("curl", _curl)),
+        reference="curl",
+        timeout=60,
+        runs=9,
+        target="tmpfs",
+        compare="difference",
     ),
 }
 """Every scenario run by the generic runner (6 is the dashboard, see bench.dashboard)."""
 
 
+def title(scenario: Scenario, data: DataSet) -> str:
+    """The scenario's heading with the sizes of this run's data (``--size``, ``--quick``)."""
+    text = scenario.title
+    big, mid = data.size(data.big), data.size(data.mid)
+    text = text.replace("1 GiB", _size(big)).replace("128 MiB", _size(mid))
+    return text.replace("300 files", f"{len(data.small)} files")
+
+
+def _size(size: int) -> str:
+    """``1 GiB``, ``64 MiB``."""
+    return f"{size / GiB:g} GiB" if size >= GiB and size % GiB == 0 else f"{size / MiB:g} MiB"
+
+
 def command_line(scenario: Scenario, tool: Tool) -> str:
-    """The tool's command line with placeholders, for the report."""
+    """The tool's command line with placeholders (and the variables it adds), for the report."""
     inv = Invocation(
         urls=("URL",) * (2 if scenario.number == 4 else 1),
         out=Path("DIR"),
         list_file=Path("LIST"),
         curl_config=Path("CURLCONFIG"),
         fetchtop="fetchtop",
+        cacert=Path("CA.pem"),
     )
-    return shlex.join(tool.build(inv)).replace("DIR/URL", "DIR/FILE")
+    env = tool.env(inv) if tool.env is not None else {}
+    prefix = "".join(f"{key}={shlex.quote(value)} " for key, value in env.items())
+    return prefix + shlex.join(tool.build(inv)).replace("DIR/URL", "DIR/FILE")
 
 
 @dataclass(frozen=True)
@@ -228,12 +333,32 @@ class Context:
     """Tool key -> why it cannot run (absent when it can)."""
     time_binary: str
     """GNU time, which measures the client's peak RSS."""
+    tmpfs: Path | None = None
+    """Scratch directory in a tmpfs for the tmpfs scenarios (None: not available)."""
+    cacert: Path | None = None
+    """The CA certificate nginx's HTTPS certificate is signed by (None: no HTTPS)."""
+
+
+def missing(scenario: Scenario, ctx: Context) -> str:
+    """Why ``scenario`` cannot run here (``n/a (...)``), or ``""``."""
+    if scenario.target == "tmpfs" and ctx.tmpfs is None:
+        return "n/a (no tmpfs: " + ctx.unavailable.get("tmpfs", "not set up") + ")"
+    if scenario.tls and ctx.cacert is None:
+        return "n/a (no HTTPS: " + ctx.unavailable.get("tls", "not set up") + ")"
+    return ""
 
 
 def run_scenario(scenario: Scenario, ctx: Context, runs: int, warmups: int) -> list[RunRecord]:
     """Run every tool of ``scenario`` ``warmups + runs`` times, round-robin, and return the records."""
     records: list[RunRecord] = []
-    runs = max(runs, scenario.min_runs)
+    why = missing(scenario, ctx)
+    if why:
+        for tool in scenario.tools:
+            records.append(
+                RunRecord(scenario.number, tool.key, 0, False, f"s{scenario.number}-none", error=why)
+            )
+        print(f"  s{scenario.number} skipped: {why}", flush=True)
+        return records
     files = scenario.files(ctx.data)
     for round_no in range(warmups + runs):
         for tool in scenario.tools:
@@ -249,6 +374,7 @@ def run_scenario(scenario: Scenario, ctx: Context, runs: int, warmups: int) -> l
         if seen is not None:
             record.requests = seen.requests
             record.server_bytes = seen.bytes_sent
+            record.tls = ", ".join(f"{name} ({count} req.)" for name, count in sorted(seen.tls.items()))
     return records
 
 
@@ -266,30 +392,36 @@ def _run_once(
         payload_bytes=sum(ctx.data.size(rel) for rel in files),
         file_bytes=ctx.data.size(files[0]),
     )
-    scratch = ctx.work / run_id
+    # On the tmpfs the scratch HOME (fetchtop's state directory) is in memory too: no disk at all.
+    base = ctx.tmpfs if scenario.target == "tmpfs" and ctx.tmpfs is not None else ctx.work
+    scratch = base / run_id
     if scratch.exists():
         shutil.rmtree(scratch)
     out = scratch / "out"
     home = scratch / "home"
     out.mkdir(parents=True)
     home.mkdir()
-    urls = tuple(ctx.server.url(scenario.kind, run_id, rel) for rel in files)
+    urls = tuple(ctx.server.url(scenario.kind, run_id, rel, tls=scenario.tls) for rel in files)
     inv = Invocation(
         urls=urls,
         out=out,
         list_file=scratch / "urls.txt",
         curl_config=scratch / "curl.conf",
         fetchtop=ctx.fetchtop,
+        cacert=ctx.cacert or Path("/nonexistent-ca.pem"),
     )
     inv.list_file.write_text("".join(f"{url}\n" for url in urls))
     inv.curl_config.write_text("".join(f'url = "{url}"\n' for url in urls))
     argv = tool.build(inv)
+    env = ctx.env(home)
+    if tool.env is not None:
+        env.update(tool.env(inv))
     log_path = ctx.logs / f"{run_id}.log"
     try:
         result = run_measured(
             argv,
             cwd=scratch,
-            env=ctx.env(home),
+            env=env,
             timeout=scenario.timeout,
             log_path=log_path,
             time_binary=ctx.time_binary,

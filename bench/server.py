@@ -1,4 +1,6 @@
-"""A private nginx on 127.0.0.1: generated configuration, temporary paths, and its access log parsed."""
+"""A private nginx on 127.0.0.1: generated configuration, temporary paths, and its access log parsed.
+
+With certificates it also listens for HTTPS on a second port (the TLS rows, scenarios 9 and 11)."""
 
 from __future__ import annotations
 
@@ -14,12 +16,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from bench.tls import Certificates
+
 SLOW_RATE = "4m"
 """nginx ``limit_rate`` for ``/slow/`` (scenario 3): 4 MiB/s per connection."""
 DASH_RATE = "128k"
 """nginx ``limit_rate`` for ``/dash/`` (scenario 6): 128 KiB/s per connection, 6.25 MiB/s for 50."""
 
-_LOG_FORMAT = '$msec $status $bytes_sent $body_bytes_sent $request_time $connection "$request" "$http_range"'
+_LOG_FORMAT = (
+    '$msec $status $bytes_sent $body_bytes_sent $request_time $connection "$request" "$http_range" '
+    "$ssl_protocol $ssl_cipher"
+)
+# Plain HTTP and HTTPS serve the same locations; only the listener differs.
+_LOCATIONS = """\
+        # /KIND/RUN-ID/PATH: the run id only tags the access log, so each run's requests can be counted.
+        location ~ ^/f/[^/]+/(.+)$ {{ alias {data}/$1; }}
+        location ~ ^/slow/[^/]+/(.+)$ {{ alias {data}/$1; limit_rate {slow_rate}; }}
+        location ~ ^/norange/[^/]+/(.+)$ {{ alias {data}/$1; max_ranges 0; }}
+        location ~ ^/dash/[^/]+/(.+)$ {{ alias {data}/$1; limit_rate {dash_rate}; }}
+        location / {{ return 404; }}
+"""
+# nginx's defaults otherwise (TLS 1.2 and 1.3, the client's cipher preference, no kTLS, so nginx
+# encrypts in user space as most deployments do); the log records what each client negotiated.
+_TLS_SERVER = """\
+    server {{
+        listen 127.0.0.1:{tls_port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+{locations}    }}
+"""
 _CONF = """\
 daemon off;
 master_process on;
@@ -44,14 +70,8 @@ http {{
     default_type application/octet-stream;
     server {{
         listen 127.0.0.1:{port};
-        # /KIND/RUN-ID/PATH: the run id only tags the access log, so each run's requests can be counted.
-        location ~ ^/f/[^/]+/(.+)$ {{ alias {data}/$1; }}
-        location ~ ^/slow/[^/]+/(.+)$ {{ alias {data}/$1; limit_rate {slow_rate}; }}
-        location ~ ^/norange/[^/]+/(.+)$ {{ alias {data}/$1; max_ranges 0; }}
-        location ~ ^/dash/[^/]+/(.+)$ {{ alias {data}/$1; limit_rate {dash_rate}; }}
-        location / {{ return 404; }}
-    }}
-}}
+{locations}    }}
+{tls_server}}}
 """
 
 
@@ -75,6 +95,8 @@ class LogEntry:
     """The request line."""
     range: str
     """The Range header, ``-`` when absent."""
+    tls: str = "-"
+    """``PROTOCOL CIPHER`` negotiated over HTTPS, ``-`` for plain HTTP."""
 
 
 @dataclass
@@ -87,17 +109,24 @@ class RunTraffic:
     """Total ``$bytes_sent``."""
     statuses: dict[int, int] = field(default_factory=dict)
     """Count of responses per status."""
+    tls: dict[str, int] = field(default_factory=dict)
+    """Count of requests per negotiated ``PROTOCOL CIPHER`` (HTTPS only)."""
 
 
 class Nginx:
     """nginx serving ``data`` on a free loopback port, from its own prefix under ``run_dir``."""
 
-    def __init__(self, binary: str, run_dir: Path, data: Path) -> None:
-        """Prepare (but do not start) a server; ``run_dir`` is wiped and recreated on start."""
+    def __init__(
+        self, binary: str, run_dir: Path, data: Path, certificates: Certificates | None = None
+    ) -> None:
+        """Prepare (but do not start) a server; ``run_dir`` is wiped and recreated on start. With
+        ``certificates`` it serves HTTPS too, on ``tls_port``."""
         self.binary = binary
         self.run_dir = run_dir
         self.data = data
+        self.certificates = certificates
         self.port = 0
+        self.tls_port = 0
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -105,8 +134,13 @@ class Nginx:
         """The access log, one line per request."""
         return self.run_dir / "access.log"
 
-    def url(self, kind: str, run_id: str, rel: str) -> str:
-        """The URL of data file ``rel`` under location ``kind`` (f, slow, norange, dash) tagged ``run_id``."""
+    def url(self, kind: str, run_id: str, rel: str, *, tls: bool = False) -> str:
+        """The URL of data file ``rel`` under location ``kind`` (f, slow, norange, dash) tagged ``run_id``,
+        over HTTPS when ``tls``."""
+        if tls:
+            if not self.tls_port:
+                raise ServerError("HTTPS asked of an nginx started without certificates")
+            return f"https://127.0.0.1:{self.tls_port}/{kind}/{run_id}/{rel}"
         return f"http://127.0.0.1:{self.port}/{kind}/{run_id}/{rel}"
 
     def start(self) -> None:
@@ -118,16 +152,25 @@ class Nginx:
         last_error = ""
         for _ in range(5):
             self.port = _free_port()
+            self.tls_port = _free_port(avoid=self.port) if self.certificates else 0
+            locations = _LOCATIONS.format(data=self.data.resolve(), slow_rate=SLOW_RATE, dash_rate=DASH_RATE)
+            tls_server = ""
+            if self.certificates is not None:
+                tls_server = _TLS_SERVER.format(
+                    tls_port=self.tls_port,
+                    cert=self.certificates.cert.resolve(),
+                    key=self.certificates.key.resolve(),
+                    locations=locations,
+                )
             conf = self.run_dir / "nginx.conf"
             conf.write_text(
                 _CONF.format(
                     user="user root;\n" if os.geteuid() == 0 else "",
                     run=self.run_dir,
-                    data=self.data.resolve(),
                     port=self.port,
                     log_format=_LOG_FORMAT,
-                    slow_rate=SLOW_RATE,
-                    dash_rate=DASH_RATE,
+                    locations=locations,
+                    tls_server=tls_server,
                 )
             )
             argv = [
@@ -185,6 +228,8 @@ class Nginx:
             traffic.requests += 1
             traffic.bytes_sent += entry.bytes_sent
             traffic.statuses[entry.status] = traffic.statuses.get(entry.status, 0) + 1
+            if entry.tls != "-":
+                traffic.tls[entry.tls] = traffic.tls.get(entry.tls, 0) + 1
         return dict(totals)
 
     def entries(self) -> list[LogEntry]:
@@ -212,17 +257,18 @@ class Nginx:
         return sum(1 for entry in self.entries() if entry.run_id == run_id)
 
     def _wait_ready(self, timeout: float) -> bool:
-        """Poll the port until nginx accepts a connection or exits."""
+        """Poll the ports until nginx accepts connections on each, or exits."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        waiting = [port for port in (self.port, self.tls_port) if port]
+        while waiting and time.monotonic() < deadline:
             if self._proc is None or self._proc.poll() is not None:
                 return False
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return True
+                with socket.create_connection(("127.0.0.1", waiting[0]), timeout=0.5):
+                    waiting.pop(0)
             except OSError:
                 time.sleep(0.05)
-        return False
+        return not waiting
 
     def _tail_errors(self) -> str:
         """The last lines nginx wrote to its error log or stderr."""
@@ -237,10 +283,11 @@ class Nginx:
 def parse_log_line(line: str) -> LogEntry | None:
     """Parse one line written with the bench log format; None for anything else."""
     try:
-        head, request, _, range_header, _ = line.split('"', 4)
+        head, request, _, range_header, tail = line.split('"', 4)
         _msec, status, bytes_sent, body_bytes, _time, _conn = head.split()
     except ValueError:
         return None
+    tls = " ".join(word for word in tail.split() if word != "-") or "-"
     parts = request.split()
     path = parts[1] if len(parts) >= 2 else ""
     segments = path.split("/")
@@ -252,11 +299,18 @@ def parse_log_line(line: str) -> LogEntry | None:
         body_bytes_sent=int(body_bytes),
         request=request,
         range=range_header,
+        tls=tls,
     )
 
 
-def _free_port() -> int:
-    """A port the kernel reports free on 127.0.0.1 (nginx binds it a moment later; start() retries)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _free_port(avoid: int = 0) -> int:
+    """A port the kernel reports free on 127.0.0.1, other than ``avoid`` (nginx binds it a moment
+    later; start() retries)."""
+    port = avoid
+    for _ in range(10):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port != avoid:
+            break
+    return port
