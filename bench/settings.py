@@ -152,6 +152,7 @@ def parse_size(raw: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     """bench/run.py's options; every one also has a BENCH_* variable (bench/README.md)."""
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="bench/run.py",
         description="fetchtop against curl, wget, aria2c and axel on a private nginx (bench/README.md).",
     )

@@ -6,10 +6,13 @@ The daemon's configuration and the command line build these without loading the 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import os
 from dataclasses import dataclass, field
 
 from engine.client import EngineError
+from engine.filenames import split_output
 from engine.models import MAX_CONNECTIONS, TaskOptions
 
 
@@ -58,6 +61,25 @@ def parse_checksum(spec: str) -> tuple[str, str]:
     if len(digest) != 2 * size:
         raise EngineError(f"a {algo} checksum has {2 * size} hex digits, got {len(digest)}")
     return algo, digest
+
+
+def resolve_output(options: TaskOptions) -> TaskOptions:
+    """The options with ``-o``'s directory part moved into ``directory`` (created at download).
+
+    ``-o sub/out.bin -d D`` saves ``D/sub/out.bin``; a path naming an existing directory, or ending
+    in ``/``, raises EngineError. Options whose ``output`` is a bare name come back unchanged.
+    """
+    if not options.output:
+        return options
+    try:
+        directory, name = split_output(options.directory, options.output)
+    except ValueError as exc:
+        raise EngineError(str(exc)) from None
+    if os.path.isdir(os.path.join(os.path.expanduser(directory), name)):
+        raise EngineError(f"-o/--output {options.output!r} names an existing directory, not a file")
+    if (directory, name) == (options.directory, options.output):
+        return options
+    return dataclasses.replace(options, directory=directory, output=name)
 
 
 def validate_options(options: TaskOptions) -> None:

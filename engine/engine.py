@@ -15,7 +15,7 @@ from engine import control
 from engine.backoff import backoff_delay
 from engine.bus import EventBus, Subscription
 from engine.client import EngineError
-from engine.config import EngineConfig, validate_options
+from engine.config import EngineConfig, resolve_output, validate_options
 from engine.connector import BoundedConnector
 from engine.control import ControlData
 from engine.download import Download
@@ -186,7 +186,7 @@ class Engine:
         """Queue a download; returns its task id. Bad options raise EngineError."""
         if self._closed:
             raise EngineError("the engine is closed")
-        opts = options or self.config.defaults
+        opts = resolve_output(options or self.config.defaults)
         validate_options(opts)
         task = self._new_task(url, opts)
         self._bus.publish(TaskAdded(time.time(), task.id, task=task.snapshot()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 import unicodedata
 from collections.abc import Callable
@@ -159,6 +160,19 @@ def name_from_url(url: str) -> str | None:
     path = urlsplit(url).path
     segment = path.rsplit("/", 1)[-1]
     return unquote(segment) if segment else None
+
+
+def split_output(directory: str, output: str) -> tuple[str, str]:
+    """``(directory, name)`` for ``-o OUTPUT`` under ``-d DIRECTORY``, as aria2c reads ``-o``.
+
+    ``-o`` is a path relative to ``-d`` (an absolute one stands alone, as in curl): its directory
+    part joins ``-d``, its last component is the file's name. Raises ValueError when the path
+    cannot name a file (it ends in ``/``, or its last component is empty, ``.`` or ``..``).
+    """
+    head, name = posixpath.split(output)
+    if name in ("", ".", ".."):
+        raise ValueError(f"-o/--output {output!r} names a directory, not a file")
+    return (posixpath.join(directory, head) if head else directory), name
 
 
 def choose_name(output: str | None, content_disposition: str | None, url: str) -> str:

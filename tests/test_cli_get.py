@@ -120,6 +120,12 @@ URL = "http://127.0.0.1:9/x.bin"
         (["-x", "33", URL], "32"),
         (["--timeout", "-1", URL], "--timeout"),
         (["-H", "no colon here", URL], "header"),
+        # No abbreviations: argparse would take these for --user-agent and send the password.
+        (["--user", "alice:pw", URL], "--user"),
+        (["--user-a", "x", URL], "--user-a"),
+        (["--conn", "2", URL], "--conn"),
+        (["-o", "sub/", "SRV/a.bin"], "directory"),
+        (["-o", "sub/..", "SRV/a.bin"], "directory"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else None,
 )
@@ -229,6 +235,40 @@ def test_output_name(threaded_fault_server: FaultServer, procs: Processes) -> No
     assert_clean_success(res)
     assert [p.name for p in (procs.cwd / "o").iterdir()] == ["chosen.dat"]
     assert file_matches(str(procs.cwd / "o" / "chosen.dat"), "served-name.bin", 1 * MiB + 1)
+
+
+def test_output_is_a_path_under_dir_with_parents_created(
+    threaded_fault_server: FaultServer, procs: Processes
+) -> None:
+    srv = threaded_fault_server
+    url = srv.add_file("served.bin", 1 * MiB + 3)
+
+    res = procs.run(["get", "-o", "sub/dir/out.bin", "-d", "d", url])
+
+    assert_clean_success(res)
+    assert [p.name for p in (procs.cwd / "d").iterdir()] == ["sub"]
+    assert [p.name for p in (procs.cwd / "d" / "sub" / "dir").iterdir()] == ["out.bin"]
+    assert file_matches(str(procs.cwd / "d" / "sub" / "dir" / "out.bin"), "served.bin", 1 * MiB + 3)
+    # A second run finds the name taken and picks the next one in the same directory.
+    again = procs.run(["get", "-o", "sub/dir/out.bin", "-d", "d", url])
+    assert_clean_success(again)
+    assert sorted(p.name for p in (procs.cwd / "d" / "sub" / "dir").iterdir()) == ["out.1.bin", "out.bin"]
+
+
+def test_output_naming_an_existing_directory_is_a_usage_error(
+    threaded_fault_server: FaultServer, procs: Processes
+) -> None:
+    srv = threaded_fault_server
+    url = srv.add_file("served.bin", 1000)
+    (procs.cwd / "d" / "taken").mkdir(parents=True)
+
+    res = procs.run(["get", "-o", "taken", "-d", "d", url], timeout=30)
+
+    assert res.returncode == 2, res.describe()
+    assert_no_traceback(res.stdout, res.stderr)
+    assert len(res.err_lines) == 1 and "existing directory" in res.err_lines[0], res.describe()
+    assert srv.requests == 0
+    assert list((procs.cwd / "d" / "taken").iterdir()) == []
 
 
 @pytest.mark.parametrize("algo", ["sha256", "md5", "sha512"])

@@ -4,6 +4,7 @@ the directory; existing files are never overwritten; checksums gate the final re
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,9 @@ async def fetch_name(
         task = await download(engine, url, opts(directory, output=output, connections=2))
     assert task.state is TaskState.COMPLETED, task.error
     assert task.path is not None and task.name is not None
-    assert Path(task.path).parent == directory
+    # -o's directory part joins the download directory.
+    subdir = os.path.dirname(output) if output else ""
+    assert Path(task.path).parent.resolve() == (directory / subdir).resolve()
     assert Path(task.path).name == task.name
     assert_exact(task.path, name, SIZE)
     return task.name
@@ -108,10 +111,20 @@ async def test_hostile_names_stay_inside_the_directory(
 
 
 async def test_hostile_output_option_is_sanitised_too(fault_server: FaultServer, download_dir: Path) -> None:
-    got = await fetch_name(fault_server, download_dir, "out.bin", output="../outside.bin")
-    assert "/" not in got
-    assert listing(download_dir) == [got]
-    assert not (download_dir.parent / "outside.bin").exists()
+    got = await fetch_name(fault_server, download_dir, "out.bin", output="sub/\x1b[31m\u202eevil.bin")
+    assert "/" not in got and "\x1b" not in got and "\u202e" not in got
+    assert listing(download_dir) == ["sub"]
+    assert listing(download_dir / "sub") == [got]
+
+
+async def test_output_option_is_a_path_relative_to_the_directory(
+    fault_server: FaultServer, download_dir: Path
+) -> None:
+    # The user's own -o is a path (as in aria2c and curl), so "../" is theirs to give.
+    got = await fetch_name(fault_server, download_dir, "out.bin", output="../beside/out.bin")
+    assert got == "out.bin"
+    assert listing(download_dir) == []
+    assert listing(download_dir.parent / "beside") == ["out.bin"]
 
 
 async def test_existing_file_is_never_overwritten(fault_server: FaultServer, download_dir: Path) -> None:

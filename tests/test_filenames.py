@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import unicodedata
 
 import pytest
@@ -20,6 +21,7 @@ from engine.filenames import (
     sanitize,
     server_name,
     split_ext,
+    split_output,
     unique_name,
 )
 
@@ -350,3 +352,42 @@ def test_is_numbered() -> None:
     assert not is_numbered("out.x.bin", "out.bin")
     assert not is_numbered("outx.bin", "out.bin")
     assert not is_numbered("other.1.bin", "out.bin")
+
+
+# ---------------------------------------------------------------------------------------------------
+# -o as a path under -d
+
+
+@pytest.mark.parametrize(
+    ("directory", "output", "expected"),
+    [
+        ("d", "out.bin", ("d", "out.bin")),
+        ("d", "sub/dir/out.bin", ("d/sub/dir", "out.bin")),
+        ("/dl", "/abs/out.bin", ("/abs", "out.bin")),
+        (".", "../up.bin", ("./..", "up.bin")),
+    ],
+)
+def test_split_output(directory: str, output: str, expected: tuple[str, str]) -> None:
+    assert split_output(directory, output) == expected
+
+
+@pytest.mark.parametrize("output", ["sub/", "/", ".", "..", "a/..", "a/.", ""])
+def test_split_output_refuses_a_directory(output: str) -> None:
+    with pytest.raises(ValueError, match="directory"):
+        split_output("d", output)
+
+
+@given(
+    st.lists(st.text(alphabet="abc.-_ ", min_size=1, max_size=5), min_size=1, max_size=4),
+)
+def test_split_output_joins_back_to_the_same_path(parts: list[str]) -> None:
+    output = "/".join(parts)
+    if parts[-1] in (".", ".."):
+        with pytest.raises(ValueError):
+            split_output("d", output)
+        return
+    directory, name = split_output("d", output)
+    assert "/" not in name
+    assert posixpath.join(directory, name) == posixpath.join("d", output)
+    # Splitting again what was split changes nothing.
+    assert split_output(directory, name) == (directory, name)

@@ -85,6 +85,7 @@ async def demo_engine(directory: str, port: int = 0, jobs: int = DEMO_JOBS) -> A
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """``fetchtop demo [--dir DIR] [--port N] [-j N]``."""
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="fetchtop demo",
         description="Open the dashboard on a built-in local server's test files (no internet needed).",
     )

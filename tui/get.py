@@ -10,7 +10,7 @@ import contextlib
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, TypedDict
 
 from engine.engine import Engine
 from engine.escaping import escape_controls
@@ -29,7 +29,8 @@ from engine.models import EngineSnapshot, TaskSnapshot, TaskState
 from engine.units import format_bytes, format_duration, format_rate
 
 if TYPE_CHECKING:
-    from rich.progress import Progress, TaskID
+    from rich.console import RenderableType
+    from rich.progress import Progress, ProgressColumn, Task, TaskID
 
     from tui.options import DownloadRequest
 
@@ -118,24 +119,43 @@ def describe(task: TaskSnapshot) -> str:
     )
 
 
-class RichReporter(Reporter):
-    """Live progress bars, one per file."""
+NAME_WIDTH = 20
+"""Most columns a file name takes in a progress row; a longer one is cut, never the bar."""
+WIDE = 110
+"""Terminal columns from which a row also shows the average speed."""
 
-    def __init__(self, out: TextIO, err: TextIO) -> None:
+
+class RichReporter(Reporter):
+    """Live progress bars, one per file; a failed file's row says why instead of a bar."""
+
+    def __init__(self, out: TextIO, err: TextIO, width: int | None = None) -> None:
         super().__init__(out, err)
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn
+        from rich.progress import Progress, TextColumn
+        from rich.table import Column
 
-        self._progress: Progress = Progress(
+        console = Console(file=out, width=width)
+        fields: list[str | ProgressColumn] = [
             # No markup: the description is a name the server chose, and "[/x]" would crash Rich.
-            TextColumn("{task.description}", style="bold", markup=False),
-            BarColumn(),
-            TextColumn("{task.percentage:>5.1f}%"),
-            TextColumn("{task.fields[amount]}"),
-            TextColumn("{task.fields[speed]}", style="green"),
-            TextColumn("avg {task.fields[avg]}"),
-            TextColumn("ETA {task.fields[eta]}", style="cyan"),
-            console=Console(file=out),
+            TextColumn(
+                "{task.description}",
+                style="bold",
+                markup=False,
+                table_column=Column(width=NAME_WIDTH, no_wrap=True, overflow="ellipsis"),
+            ),
+            _bar_or_failure(),
+            TextColumn("{task.fields[pct]}", markup=False),
+            TextColumn("{task.fields[amount]}", markup=False),
+            TextColumn("{task.fields[speed]}", style="green", markup=False),
+        ]
+        if console.width >= WIDE:
+            fields.append(TextColumn("{task.fields[avg]}", markup=False))
+        fields.append(TextColumn("{task.fields[eta]}", style="cyan", markup=False))
+        self._progress: Progress = Progress(
+            *fields,
+            console=console,
+            # The row fills the terminal: the bar takes what the other columns leave.
+            expand=True,
             auto_refresh=True,
             refresh_per_second=4,
             # Rich would send stderr into the bars' console (stdout); errors must stay on stderr.
@@ -170,31 +190,76 @@ class RichReporter(Reporter):
     def progress(self, snapshot: EngineSnapshot) -> None:
         for task in snapshot.tasks:
             row = self._rows.get(task.id)
-            amount = f"{format_bytes(task.done)}/{format_bytes(task.size)}"
-            speed, avg = format_rate(task.speed), format_rate(task.avg_speed)
-            eta = format_duration(task.eta) if task.state is not TaskState.COMPLETED else "done"
+            fields = row_fields(task)
             total = float(task.size) if task.size else None
-            name = escape_controls(task.name or task.url)[-40:]
+            name = escape_controls(task.name or task.url)
             if row is None:
-                row = self._progress.add_task(
-                    name, total=total, completed=task.done, amount=amount, speed=speed, avg=avg, eta=eta
+                self._rows[task.id] = self._progress.add_task(
+                    name, total=total, completed=task.done, **fields
                 )
-                self._rows[task.id] = row
             else:
-                self._progress.update(
-                    row,
-                    description=name,
-                    total=total,
-                    completed=task.done,
-                    amount=amount,
-                    speed=speed,
-                    avg=avg,
-                    eta=eta,
-                )
+                self._progress.update(row, description=name, total=total, completed=task.done, **fields)
 
     def close(self, snapshot: EngineSnapshot) -> None:
         self.progress(snapshot)
         self._progress.stop()
+
+
+class RowFields(TypedDict):
+    """The text cells of one progress row, besides its name and bar."""
+
+    failed: str
+    """Why the download failed; empty while it has not."""
+    pct: str
+    """Percent done."""
+    amount: str
+    """Bytes done of the size."""
+    speed: str
+    """Current speed."""
+    avg: str
+    """Average speed (wide terminals only)."""
+    eta: str
+    """Time left, or ``done``."""
+
+
+def row_fields(task: TaskSnapshot) -> RowFields:
+    """The text cells of a task's progress row; a failed task's reason replaces its figures."""
+    if task.state is TaskState.FAILED:
+        reason = escape_controls(task.error or "unknown error")
+        return RowFields(failed=reason, pct="", amount="", speed="", avg="", eta="")
+    pct = f"{100 * task.done / task.size:5.1f}%" if task.size else "    ?"
+    eta = "done" if task.state is TaskState.COMPLETED else f"ETA {format_duration(task.eta)}"
+    return RowFields(
+        failed="",
+        pct=pct,
+        amount=f"{format_bytes(task.done)}/{format_bytes(task.size)}",
+        speed=format_rate(task.speed),
+        avg=f"avg {format_rate(task.avg_speed)}",
+        eta=eta,
+    )
+
+
+def _bar_or_failure() -> ProgressColumn:
+    """A column that draws the bar, or ``failed: <reason>`` in its place; it takes the room left.
+
+    Built on first use: Rich is only imported when bars are shown.
+    """
+    from rich.progress import BarColumn, ProgressColumn
+    from rich.table import Column
+    from rich.text import Text
+
+    class BarOrFailure(ProgressColumn):
+        def __init__(self) -> None:
+            super().__init__(table_column=Column(ratio=1, min_width=10, no_wrap=True, overflow="ellipsis"))
+            self._bar = BarColumn(bar_width=None)
+
+        def render(self, task: Task) -> RenderableType:
+            failed = task.fields.get("failed")
+            if failed:
+                return Text(f"failed: {failed}", style="red", no_wrap=True, overflow="ellipsis")
+            return self._bar.render(task)
+
+    return BarOrFailure()
 
 
 def make_reporter(quiet: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> Reporter:

@@ -10,7 +10,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from engine.config import EngineConfig
@@ -25,7 +25,15 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line, not a usage dump."""
+    """An ArgumentParser whose errors are one line, not a usage dump, and that takes no abbreviations.
+
+    argparse would read ``--user alice:pw`` as ``--user-agent alice:pw`` (and send the password
+    as the User-Agent): every option must be spelled out.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see '{self.prog} --help')")
@@ -100,7 +108,9 @@ def add_download_options(parser: argparse.ArgumentParser) -> None:
     from engine.models import MAX_CONNECTIONS
 
     parser.add_argument("urls", nargs="*", metavar="URL", help="URLs to download")
-    parser.add_argument("-o", "--output", metavar="FILE", help="save as FILE (one URL only)")
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", help="save as FILE, a path under -d (parents created; one URL only)"
+    )
     parser.add_argument("-d", "--dir", default=".", metavar="DIR", help="directory to save into (created)")
     parser.add_argument(
         "-x",
@@ -171,7 +181,7 @@ def read_url_file(path: str) -> list[str]:
 def download_request(args: argparse.Namespace, require_urls: bool) -> DownloadRequest:
     """Turn parsed options into engine terms; raises UsageError on contradictions."""
     from engine.client import EngineError
-    from engine.config import EngineConfig, validate_options
+    from engine.config import EngineConfig, resolve_output, validate_options
     from engine.models import MAX_CONNECTIONS, TaskOptions
 
     urls = list(args.urls)
@@ -200,6 +210,7 @@ def download_request(args: argparse.Namespace, require_urls: bool) -> DownloadRe
         check_validators=not args.no_if_range,
     )
     try:
+        options = resolve_output(options)
         validate_options(options)
     except EngineError as exc:
         raise UsageError(str(exc)) from None

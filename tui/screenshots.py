@@ -74,7 +74,9 @@ async def take(directory: str, warmup: float = WARMUP) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the screenshots into the directory given."""
-    parser = argparse.ArgumentParser(prog="python -m tui.screenshots", description=__doc__)
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False, prog="python -m tui.screenshots", description=__doc__
+    )
     parser.add_argument("directory", nargs="?", default="screenshots", help="where to write the SVGs")
     parser.add_argument("--warmup", type=float, default=WARMUP, help="seconds of demo before the pictures")
     args = parser.parse_args(argv)
