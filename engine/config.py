@@ -88,6 +88,8 @@ def validate_options(options: TaskOptions) -> None:
         raise EngineError(f"connections must be between 1 and {MAX_CONNECTIONS}")
     if options.speed_limit is not None and options.speed_limit <= 0:
         raise EngineError("speed limit must be positive")
+    if options.lowest_speed is not None and options.lowest_speed < 0:
+        raise EngineError("lowest speed must be 0 (off) or positive")
     if options.checksum is not None:
         parse_checksum(options.checksum)
     if options.retries < 0 or options.timeout <= 0 or options.connect_timeout <= 0:

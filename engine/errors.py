@@ -23,6 +23,8 @@ class ErrorKind(StrEnum):
     """The connection could not be made or broke."""
     TRUNCATED = "truncated"
     """The body ended before its declared end."""
+    TOO_SLOW = "too_slow"
+    """Data came, but slower than the lowest speed (``--lowest-speed``) for a whole window."""
     HTTP_408 = "http_408"
     """The server timed the request out."""
     HTTP_429 = "http_429"

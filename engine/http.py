@@ -133,6 +133,12 @@ def local_error(exc: ValueError | TypeError) -> DownloadError:
     )
 
 
+def too_slow(rate: float, seconds: float) -> DownloadError:
+    """The error for a connection dropped under the lowest speed: transient, a new connection may do
+    better. ``rate`` and ``seconds`` are what was measured."""
+    return DownloadError(f"too slow: {rate:.0f} B/s for {seconds:.1f} s", kind=ErrorKind.TOO_SLOW)
+
+
 def classify(exc: BaseException) -> DownloadError:
     """Turn a client exception into a DownloadError with a one-line reason."""
     if isinstance(exc, DownloadError):

@@ -66,9 +66,14 @@ PREFIX = "fetchtop_"
 RESULTS = ("completed", "failed", "cancelled")
 """Values of the ``result`` label of the finished-downloads counter."""
 
-KNOWN_RETRY_REASONS: tuple[str, ...] = tuple(
-    k.value for k in (ErrorKind.TIMEOUT, ErrorKind.CONNECTION, ErrorKind.HTTP_5XX, ErrorKind.HTTP_429)
+_KNOWN_KINDS = (
+    ErrorKind.TIMEOUT,
+    ErrorKind.TOO_SLOW,
+    ErrorKind.CONNECTION,
+    ErrorKind.HTTP_5XX,
+    ErrorKind.HTTP_429,
 )
+KNOWN_RETRY_REASONS: tuple[str, ...] = tuple(k.value for k in _KNOWN_KINDS)
 """Retry reasons exported as 0 from the start, so ``rate()`` works before the first retry."""
 
 OTHER_REASON = "other"

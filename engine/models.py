@@ -72,6 +72,10 @@ class TaskOptions:
     """Consecutive failed attempts without progress before a connection gives up."""
     timeout: float = 30.0
     """Seconds without a byte before a connection is dropped and retried."""
+    lowest_speed: int | None = None
+    """Bytes per second a connection must average over ``timeout`` seconds, or it is dropped and
+    retried (``--lowest-speed``); None for the default, 1 KiB in ``timeout`` seconds (a trickle is a
+    stall); 0 for no check."""
     connect_timeout: float = 15.0
     """Seconds allowed to establish a connection."""
     min_split: int = MiB

@@ -13,7 +13,7 @@ from engine.models import MiB
 from engine.ratemeter import RateMeter
 from engine.segments import Segment, initial_plan, split_largest, split_slowest
 from engine.task import Connection
-from engine.transfer import Response, Transfer, validators_differ
+from engine.transfer import Response, Transfer, made_progress, validators_differ
 
 MIN_PIECE = 2 * MiB
 """Smallest range asked for in one request (except a segment's last bytes)."""
@@ -159,10 +159,12 @@ class SegmentedFetch:
                     # The host slot and the broken connection are not held through the backoff.
                     opened.close()
                     opened = None
+                # Nothing of it is on its way now: through the backoff, idle peers may take the rest.
+                seg.committed = seg.pos
                 if conn.restart_requested:
                     continue
                 # Judged by position: a reset mid-body raises out of stream() after bytes arrived.
-                if seg.pos > before:
+                if made_progress(conn, seg, before):
                     retry.progressed()
                 await self.t.retry_wait(retry, classify(exc))
             finally:

@@ -32,6 +32,8 @@ class Connection:
     """When it began its current request."""
     restart_requested: bool = False
     """Set when it should drop its connection and request its remaining bytes again."""
+    slow_from: int | None = None
+    """Where the span began that got it dropped as too slow: bytes past it are not progress."""
 
 
 class Task:

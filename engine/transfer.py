@@ -17,7 +17,8 @@ from engine.connector import BoundedConnector
 from engine.control import ControlData
 from engine.errors import DownloadError, ErrorKind
 from engine.events import Event, ExtraBytesIgnored, TaskRestarted, TaskRetrying
-from engine.http import Validators, local_error, request_headers, request_url, ssl_option
+from engine.http import Validators, local_error, request_headers, request_url, ssl_option, too_slow
+from engine.lowspeed import LowSpeedCheck, floor_rate
 from engine.models import MiB
 from engine.partfile import PartFile
 from engine.ranges import RangeSet
@@ -201,12 +202,24 @@ class Transfer:
         task.etag = task.last_modified = None
         self.ctx.publish(TaskRestarted(time.time(), task.id, reason=reason))
 
+    def low_speed_check(self) -> LowSpeedCheck | None:
+        """A fresh lowest-speed check for one response of this task; None when it is off."""
+        opts = self.task.options
+        floor = floor_rate(opts.lowest_speed, opts.timeout)
+        return None if floor is None else LowSpeedCheck(floor, opts.timeout)
+
     async def stream(self, conn: Connection, seg: Segment, resp: aiohttp.ClientResponse) -> bool:
         """Copy the body into the file until the segment's (moving) end; True if any byte came.
 
         Blocks are written when full or a second old, so a slow connection neither holds much
         memory nor leaves much unrecorded for a resume. (Overlapping a write with the next
         read was measured: no faster on loopback, 12 MB more at -x16.)
+
+        A connection slower than the lowest speed is closed (never back to the pool of idle
+        connections) and DownloadError(TOO_SLOW) raised, ``conn.slow_from`` saying where the slow
+        span began. It is judged after each chunk and when a read times out, on the time spent
+        waiting for the server only: time it is held back by a speed limit or a disk write does not
+        count, so a limit of ours below the lowest speed is no cause.
         """
         task = self.task
         content = resp.content
@@ -217,19 +230,39 @@ class Transfer:
         global_bucket = self.ctx.global_bucket
         block = max(256 * 1024, min(WRITE_BLOCK, BUFFER_BUDGET // max(1, task.max_connections)))
         flushed_at = time.monotonic()
+        check = self.low_speed_check()
+        first = seg.pos
+        conn.slow_from = None
+        waited = 0.0  # seconds spent awaiting the server's bytes: the lowest speed's clock
         try:
             while seg.pos < min(seg.end, seg.committed) and not conn.restart_requested:
                 limited = task.bucket.rate is not None or global_bucket.rate is not None
-                if limited:
-                    size = min(task.bucket.chunk_size(WRITE_BLOCK), global_bucket.chunk_size(WRITE_BLOCK))
-                    data = await content.read(size)
-                else:
-                    # One buffered piece as it came off the socket: readany() would join
-                    # them all into a new bytes object, copying every byte once more.
-                    data, chunk_end = await content.readchunk()
-                    if not data and chunk_end:
-                        continue  # a chunked body's chunk boundary, not the end
+                asked = time.monotonic()
+                try:
+                    if limited:
+                        size = min(task.bucket.chunk_size(WRITE_BLOCK), global_bucket.chunk_size(WRITE_BLOCK))
+                        data = await content.read(size)
+                        chunk_end = False
+                    else:
+                        # One buffered piece as it came off the socket: readany() would join
+                        # them all into a new bytes object, copying every byte once more.
+                        data, chunk_end = await content.readchunk()
+                except TimeoutError:
+                    # A timeout ends a window too. Too few bytes in it is a slow connection whose
+                    # bytes are no progress (nginx's limit_rate sends a second's worth, then
+                    # nothing, so a low rate can time out before it is judged); none is a stall.
+                    waited += time.monotonic() - asked
+                    if check is not None and (slow := check.update(waited, seg.pos - first)) is not None:
+                        conn.slow_from = first + slow.before
+                        if first + slow.before < seg.pos:
+                            resp.close()
+                            raise too_slow(slow.rate, slow.seconds) from None
+                    raise
+                now = time.monotonic()
+                waited += now - asked
                 if not data:
+                    if chunk_end:
+                        continue  # a chunked body's chunk boundary, not the end
                     break
                 room = min(seg.end, seg.committed) - seg.pos
                 if len(data) > room:
@@ -242,11 +275,11 @@ class Transfer:
                 conn.meter.add(n)
                 task.meter.add(n)
                 self.ctx.received(n)
-                if (
-                    buffered >= block
-                    or len(chunks) >= IOV_MAX
-                    or time.monotonic() - flushed_at > FLUSH_INTERVAL
-                ):
+                if check is not None and (slow := check.update(waited, seg.pos - first)) is not None:
+                    conn.slow_from = first + slow.before
+                    resp.close()  # a keep-alive connection to this server is worth nothing
+                    raise too_slow(slow.rate, slow.seconds)
+                if buffered >= block or len(chunks) >= IOV_MAX or now - flushed_at > FLUSH_INTERVAL:
                     await self._write(chunks, offset)
                     offset += buffered
                     chunks, buffered = [], 0
@@ -265,6 +298,17 @@ class Transfer:
         assert file is not None
         total = await in_thread(file.write, chunks, offset)
         self.task.done.add(offset, offset + total)
+
+
+def made_progress(conn: Connection, seg: Segment, before: int) -> bool:
+    """Whether an attempt that began at ``before`` brought bytes worth resetting the retry budget for.
+
+    Bytes of the span that got a connection dropped as too slow do not count: a trickle delivers a
+    few bytes on every connection and would otherwise never run out of retries.
+    """
+    reached = seg.pos if conn.slow_from is None else conn.slow_from
+    conn.slow_from = None
+    return reached > before
 
 
 def validators_differ(task: Task, got: Validators) -> bool:

@@ -9,7 +9,7 @@ from engine.http import classify, response_error, truncated
 from engine.ranges import RangeSet
 from engine.segments import Segment
 from engine.task import Connection
-from engine.transfer import Response, Transfer
+from engine.transfer import Response, Transfer, made_progress
 
 
 async def fetch_whole(t: Transfer, first: Response) -> None:
@@ -54,7 +54,7 @@ async def fetch_whole(t: Transfer, first: Response) -> None:
             task.connections = {}
             opened.close()
             opened = None
-            if seg.pos > seg.start:
+            if made_progress(conn, seg, seg.start):
                 retry.progressed()
             task.done = RangeSet()
             task.plan = []

@@ -81,6 +81,8 @@ def daemon_command(config: DaemonConfig, speed_limit: int | None) -> list[str]:
     argv += ["-j", str(engine.jobs), "--per-host", str(engine.per_host), "-x", str(defaults.connections)]
     argv += ["--retries", str(defaults.retries), "--timeout", repr(defaults.timeout)]
     argv += ["--connect-timeout", repr(defaults.connect_timeout)]
+    if defaults.lowest_speed is not None:
+        argv += ["--lowest-speed", str(defaults.lowest_speed)]
     if speed_limit is not None:
         argv += ["--limit-rate", str(speed_limit)]
     if defaults.insecure:

@@ -86,6 +86,11 @@ def _rate(text: str) -> int | None:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _lowest_speed(text: str) -> int:
+    rate = _rate(text)
+    return 0 if rate is None else rate  # "0" turns the check off, as curl's --speed-limit 0
+
+
 def _header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
     if not sep or not name.strip() or any(c in name for c in " \t\r\n"):
@@ -135,6 +140,12 @@ def add_download_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout", type=_seconds, default=30.0, metavar="S", help="drop a stalled connection after S s"
+    )
+    parser.add_argument(
+        "--lowest-speed",
+        type=_lowest_speed,
+        metavar="RATE",
+        help="drop a connection averaging under RATE over --timeout seconds (default: under 1 KiB; 0: never)",
     )
     parser.add_argument("--connect-timeout", type=_seconds, default=15.0, metavar="S", help="connect timeout")
     parser.add_argument(
@@ -206,6 +217,7 @@ def download_request(args: argparse.Namespace, require_urls: bool) -> DownloadRe
         insecure=args.insecure,
         retries=args.retries,
         timeout=args.timeout,
+        lowest_speed=args.lowest_speed,
         connect_timeout=args.connect_timeout,
         check_validators=not args.no_if_range,
     )
