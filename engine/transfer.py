@@ -123,20 +123,24 @@ class Transfer:
         all_headers = {**request_headers(opts), **headers}
         slot = self.ctx.host_slot(host)
         await slot.acquire()
+        # aiohttp's read timeout restarts with every byte, so a server trickling its header lines
+        # would hold the request for ever: the whole answer (redirects included) gets a deadline.
+        deadline = opts.connect_timeout + opts.timeout
         try:
-            resp = await self.ctx.session.get(
-                request_url(url, all_headers),
-                headers=all_headers,
-                proxy=opts.proxy,
-                ssl=ssl_option(opts),
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=opts.connect_timeout, sock_read=opts.timeout
-                ),
-                allow_redirects=True,
-                max_redirects=20,
-                # Few connections get deep buffers (fewer, larger reads); many share the budget.
-                read_bufsize=self._read_bufsize(),
-            )
+            async with asyncio.timeout(deadline) as within:
+                resp = await self.ctx.session.get(
+                    request_url(url, all_headers),
+                    headers=all_headers,
+                    proxy=opts.proxy,
+                    ssl=ssl_option(opts),
+                    timeout=aiohttp.ClientTimeout(
+                        total=None, sock_connect=opts.connect_timeout, sock_read=opts.timeout
+                    ),
+                    allow_redirects=True,
+                    max_redirects=20,
+                    # Few connections get deep buffers (fewer, larger reads); many share the budget.
+                    read_bufsize=self._read_bufsize(),
+                )
         except (ValueError, TypeError) as exc:
             slot.release()
             if isinstance(exc, aiohttp.ClientError):
@@ -144,6 +148,13 @@ class Transfer:
             # Raised while the request was being built: nothing was sent, and a retry
             # would build the very same request.
             raise local_error(exc) from None
+        except TimeoutError:
+            slot.release()
+            if within.expired():
+                raise DownloadError(
+                    f"stalled: no complete response headers within {deadline:g} s", kind=ErrorKind.TIMEOUT
+                ) from None
+            raise
         except BaseException:
             slot.release()
             raise

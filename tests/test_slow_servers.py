@@ -6,6 +6,7 @@ engine directly, ``fetchtop get`` and ``fetchtop add`` as real processes."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from tests.support.downloads import assert_exact, download, fast_config, opts
 from tests.support.events import EventLog
 from tests.support.net import closed_port_url
 from tests.support.processes import Processes, assert_no_traceback
+from tests.support.raw_server import RawServer
 from tests.support.trickle_server import TrickleServer, threaded
 from tests.support.waiting import wait_until
 
@@ -214,3 +216,26 @@ def test_the_api_takes_a_lowest_speed_in_bytes_per_second_only() -> None:
     assert decode_options({"lowest_speed": 2048}, TaskOptions(), "/tmp").lowest_speed == 2048
     with pytest.raises(RequestError):
         decode_options({"lowest_speed": "2K"}, TaskOptions(), "/tmp")
+
+
+async def test_trickled_response_headers_stall_and_fail(download_dir: Path) -> None:
+    # aiohttp's read timeout restarts with every header line, so this probe used to hang for ever.
+    async def header_trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await srv.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for n in range(120):  # bounded: a minute at most, far past the deadline
+            writer.write(f"X-Slow-{n}: 1\r\n".encode())
+            await writer.drain()
+            await asyncio.sleep(0.5)
+
+    srv = RawServer(header_trickle)
+    async with srv, Engine(fast_config()) as engine:
+        task = await download(
+            engine,
+            srv.url("/h.bin"),
+            opts(download_dir, timeout=1.0, connect_timeout=1.0, retries=1),
+            limit=BOUND,
+        )
+    assert task.state is TaskState.FAILED
+    assert task.error is not None and "no complete response headers within 2 s" in task.error, task.error
+    assert not (download_dir / "h.bin").exists()
