@@ -102,11 +102,14 @@ async def test_tcp_needs_the_token(daemons: Daemons) -> None:
             assert resp.status == 200
             assert (await resp.json())["snapshot"]["tasks"] == []
         # A TCP client holds the token, not this user's account: it cannot write outside -d.
-        for directory in ("../../outside", "/tmp"):
+        # Nor through -o, which is a path under the directory (its "../" would leave -d).
+        refused_options: list[dict[str, str]] = [{"directory": "../../outside"}, {"directory": "/tmp"}]
+        refused_options += [{"output": "../../outside/x.bin"}, {"output": "/tmp/x.bin"}]
+        for options in refused_options:
             async with http.post(
                 f"{base}/v1/add",
                 headers={"Authorization": f"Bearer {TOKEN}"},
-                json={"url": "http://127.0.0.1:9/x.bin", "options": {"directory": directory}},
+                json={"url": "http://127.0.0.1:9/x.bin", "options": options},
             ) as resp:
                 assert resp.status == 400
                 assert "inside the daemon's download directory" in (await resp.json())["error"]

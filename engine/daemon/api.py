@@ -21,6 +21,7 @@ from typing import Any
 from engine.client import EngineError
 from engine.codec import event_from_json, from_plain, to_plain
 from engine.events import Event
+from engine.filenames import split_output
 from engine.models import EngineSnapshot, TaskOptions, TaskSnapshot
 
 API = "/v1"
@@ -220,6 +221,13 @@ def decode_options(data: Any, defaults: TaskOptions, download_dir: str, confine:
         if any(ord(c) < 32 or ord(c) == 127 for c in name + value) or not name:
             raise RequestError(400, "header names and values must not be empty or hold control characters")
     options = dataclasses.replace(defaults, **changes)
+    if options.output:
+        # -o is a path under the directory: its own directory part is confined like "directory".
+        try:
+            subdir, name = split_output(options.directory, options.output)
+        except ValueError as exc:
+            raise RequestError(400, str(exc)) from None
+        options = dataclasses.replace(options, directory=subdir, output=name)
     directory = os.path.normpath(os.path.join(download_dir, os.path.expanduser(options.directory)))
     if confine:
         directory = _confined(directory, download_dir)
