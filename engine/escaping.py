@@ -23,7 +23,11 @@ MAX_LINE = 200
 ELLIPSIS = "…"
 """What marks a cut text."""
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+DISPLAY_UNSAFE = r"\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
+"""A regex character-class body: C0/C1 controls, DEL, and the invisible characters that reorder or
+break text on screen (bidi marks, embeddings, overrides, isolates; line and paragraph separators).
+Escaped here before text reaches a terminal; removed from file names by engine.filenames."""
+_UNSAFE = re.compile(rf"[{DISPLAY_UNSAFE}\ud800-\udfff]")
 _SURROGATE_ESCAPE = range(0xDC80, 0xDD00)
 """Python's ``surrogateescape`` stands for an undecodable byte B with the code point U+DC00 + B."""
 

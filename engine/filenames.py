@@ -9,6 +9,8 @@ from collections.abc import Callable
 from email.header import decode_header
 from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
+from engine.escaping import DISPLAY_UNSAFE
+
 DEFAULT_NAME = "index.html"
 MAX_NAME_BYTES = 240
 """Leaves room for ``.part`` and ``.N`` suffixes within the usual 255-byte limit."""
@@ -16,7 +18,7 @@ MAX_NAME_BYTES = 240
 # C0/C1 controls, plus the invisible characters that reorder or break text on screen (bidi
 # marks, embeddings, overrides and isolates; line and paragraph separators): a name like
 # "invoice\u202etxt.exe" would otherwise display as "invoiceexe.txt".
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+_CONTROL = re.compile(f"[{DISPLAY_UNSAFE}]")
 OWN_SUFFIXES = (".part.json", ".part")
 """Endings of the files fetchtop keeps beside a download (see engine.control); a server may not choose
 them, or a hostile name could pose as another download's part or control file."""
