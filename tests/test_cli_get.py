@@ -10,7 +10,6 @@ import hashlib
 import os
 import pty
 import re
-import select
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 from faultserver.content import KiB, MiB, expected_bytes, expected_sha256, file_matches
 from faultserver.server import FaultServer
 from tests.support.net import closed_port_url
-from tests.support.processes import Processes, assert_clean_success, assert_no_traceback
+from tests.support.processes import Processes, assert_clean_success, assert_no_traceback, read_terminal
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -395,21 +394,8 @@ def test_terminal_gets_live_progress_bars(threaded_fault_server: FaultServer, pr
         proc = procs.start(["get", "-x", "2", "-d", "t", url], stdout=slave, env=env)
         os.close(slave)
         slave = -1
-        screen = bytearray()
-        deadline = time.monotonic() + 30
         # Drain the terminal while the child runs, or a full pty buffer would block it.
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # EIO: the child closed its side
-                    chunk = b""
-                if not chunk and proc.poll() is not None:
-                    break
-                screen += chunk
-            elif proc.poll() is not None:
-                break
+        screen = read_terminal(proc, master, 30)
         res = procs.finish(proc, timeout=10)
     finally:
         os.close(master)

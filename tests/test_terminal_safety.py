@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pty
-import select
 import subprocess
-import time
 import unicodedata
 from pathlib import Path
 
@@ -30,7 +28,7 @@ from tests.support.daemons import daemon_area
 from tests.support.downloads import download, fast_config, opts
 from tests.support.limits import LIMIT, RUN_TIMEOUT
 from tests.support.pilot import wait_in_app
-from tests.support.processes import FETCHTOP, Processes, assert_no_traceback, child_env
+from tests.support.processes import FETCHTOP, Processes, assert_no_traceback, child_env, read_terminal
 from tests.support.raw_server import RawServer, response, threaded_raw_server
 from tui.app import FetchtopApp
 from tui.daemon_cli import format_tasks
@@ -100,25 +98,6 @@ def test_get_bounds_an_overlong_reason_phrase_to_one_short_line(procs: Processes
     assert line.startswith(prefix + "HTTP 404 \\033[1mNot Found because Not Found")
     assert line.endswith("…")
     assert len(line) - len(prefix) <= 200
-
-
-def read_terminal(proc: subprocess.Popen[str], master: int, limit: float) -> bytes:
-    """Everything the child writes to its terminal until it exits (drained, so it never blocks)."""
-    screen = bytearray()
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.1)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: the child closed its side
-                chunk = b""
-            if not chunk and proc.poll() is not None:
-                break
-            screen += chunk
-        elif proc.poll() is not None:
-            break
-    return bytes(screen)
 
 
 def test_get_on_a_terminal_shows_names_and_reasons_as_plain_text(procs: Processes) -> None:

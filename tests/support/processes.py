@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,3 +148,22 @@ def assert_clean_success(res: Result) -> None:
     assert res.returncode == 0, res.describe()
     assert res.err_lines == [], res.describe()
     assert_no_traceback(res.stdout, res.stderr)
+
+
+def read_terminal(proc: subprocess.Popen[str], master: int, limit: float) -> bytes:
+    """Everything the child writes to its terminal until it exits (drained, so it never blocks)."""
+    screen = bytearray()
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed its side
+                chunk = b""
+            if not chunk and proc.poll() is not None:
+                break
+            screen += chunk
+        elif proc.poll() is not None:
+            break
+    return bytes(screen)
