@@ -37,6 +37,7 @@ from engine.events import (
 )
 from engine.http import classify
 from engine.models import EngineSnapshot, TaskOptions, TaskSnapshot, TaskState
+from engine.rangeclient import RangeClient
 from engine.ratemeter import RateMeter
 from engine.session import load_session, save_session
 from engine.task import Task
@@ -73,6 +74,7 @@ class Engine:
         self._meter = RateMeter()
         self._downloaded = 0
         self._session: aiohttp.ClientSession | None = None
+        self._range_client = RangeClient()
         self._ticker: asyncio.Task[None] | None = None
         self._closed = False
         self._control_index: dict[str, dict[str, list[tuple[Path, ControlData]]]] = {}
@@ -137,6 +139,7 @@ class Engine:
         self._publish_progress()
         if self._session is not None:
             await self._session.close()
+        self._range_client.close()
         self._bus.close()
 
     # ----- what downloads need (engine.transfer.Context) -----------------------------------
@@ -147,6 +150,11 @@ class Engine:
         if self._session is None:
             raise EngineError("the engine is not started")
         return self._session
+
+    @property
+    def range_client(self) -> RangeClient:
+        """The shared client for ranged pieces received into reusable buffers."""
+        return self._range_client
 
     def host_slot(self, host: str) -> asyncio.Semaphore:
         """The semaphore capping connections to one host across tasks."""

@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Protocol
 
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
@@ -17,6 +18,14 @@ from yarl import URL
 from engine.backoff import parse_retry_after
 from engine.errors import DownloadError, ErrorKind
 from engine.models import TaskOptions
+from engine.rangeclient import (
+    BodyTruncated,
+    CertificateUntrusted,
+    ConnectFailed,
+    ConnectTimedOut,
+    MalformedResponse,
+    ServerClosed,
+)
 from engine.redaction import redact, redact_text
 
 USER_AGENT = "fetchtop/0.1"
@@ -102,7 +111,18 @@ def status_error(status: int, reason: str | None, retry_after: float | None = No
     return DownloadError(text, permanent=True, kind=kind)
 
 
-def response_error(resp: aiohttp.ClientResponse) -> DownloadError:
+class StatusLine(Protocol):
+    """A response's status, reason and headers: aiohttp's or the range client's."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+def response_error(resp: StatusLine) -> DownloadError:
     """The error for a response with an unexpected status, honouring its Retry-After."""
     retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
     return status_error(resp.status, resp.reason, retry_after)
@@ -143,6 +163,18 @@ def classify(exc: BaseException) -> DownloadError:
     """Turn a client exception into a DownloadError with a one-line reason."""
     if isinstance(exc, DownloadError):
         return exc
+    if isinstance(exc, ConnectFailed):
+        return DownloadError(str(exc), kind=ErrorKind.CONNECTION)
+    if isinstance(exc, ConnectTimedOut):
+        return DownloadError("connect timed out", kind=ErrorKind.TIMEOUT)
+    if isinstance(exc, CertificateUntrusted):
+        return DownloadError(f"TLS certificate not trusted: {exc}", permanent=True, kind=ErrorKind.TLS)
+    if isinstance(exc, BodyTruncated):
+        return truncated()
+    if isinstance(exc, ServerClosed):
+        return DownloadError(detail(str(exc)), kind=ErrorKind.CONNECTION)
+    if isinstance(exc, MalformedResponse):
+        return DownloadError(f"malformed response: {detail(str(exc))}", kind=ErrorKind.PROTOCOL)
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return DownloadError(f"unknown host: {exc.host}", permanent=True, kind=ErrorKind.DNS)
     if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):

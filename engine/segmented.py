@@ -13,7 +13,7 @@ from engine.models import MiB
 from engine.ratemeter import RateMeter
 from engine.segments import Segment, initial_plan, split_largest, split_slowest
 from engine.task import Connection
-from engine.transfer import Response, Transfer, made_progress, validators_differ
+from engine.transfer import Piece, Response, Transfer, made_progress, validators_differ
 
 MIN_PIECE = 2 * MiB
 """Smallest range asked for in one request (except a segment's last bytes)."""
@@ -31,6 +31,18 @@ SLOW_FACTOR = 0.1
 """A connection below this fraction of its peers' median speed is restarted."""
 SLOW_GRACE = 5.0
 """Seconds a connection runs before it can be judged slow."""
+
+
+def _answered_end(first: Response, seg: Segment) -> int:
+    """Where the bytes of the probe's 206 stop within ``seg``, the segment that starts where it did.
+
+    The probe checked its Content-Range; should it not start at ``seg`` after all, none of its body
+    is used and the segment is asked for again.
+    """
+    cr = parse_content_range(first.resp.headers.get("Content-Range"))
+    if cr is None or cr[0] != seg.start:
+        return seg.start
+    return min(seg.end, cr[1] + 1)
 
 
 class TooManyConnections(Exception):
@@ -57,6 +69,10 @@ class SegmentedFetch:
             if not gaps:
                 break
             task.plan = initial_plan(gaps, task.max_connections, task.options.min_split)
+            if opened is not None:
+                # The probe's closed range lies in the first segment (segments.first_range): its
+                # bytes are on their way, so no peer may take them over.
+                task.plan[0].committed = _answered_end(opened, task.plan[0])
             self._pending = list(task.plan[1:] if opened is not None else task.plan)
             count = min(task.max_connections, len(task.plan))
             watch = asyncio.create_task(self._slow_watch())
@@ -137,19 +153,18 @@ class SegmentedFetch:
             if opened is not None:
                 opened.close()
 
-    async def _fetch_segment(self, conn: Connection, seg: Segment, opened: Response | None) -> None:
+    async def _fetch_segment(self, conn: Connection, seg: Segment, first: Response | None) -> None:
         retry = self.t.retry()
+        opened: Response | Piece | None = first
         while seg.pos < seg.end:
             before = seg.pos
             try:
                 if opened is None:
                     opened = await self._request_range(seg)
-                else:
-                    seg.committed = self.t.task.size or seg.end  # the probe asked for everything
                 if not conn.meter.running:
                     conn.started = time.monotonic()
                     conn.meter.start()
-                await self.t.stream(conn, seg, opened.resp)
+                await self.t.stream_opened(conn, seg, opened)
                 if seg.pos < min(seg.end, seg.committed) and not conn.restart_requested:
                     raise truncated()
             except (asyncio.CancelledError, TooManyConnections, RemoteChanged):
@@ -181,7 +196,7 @@ class SegmentedFetch:
         per_connection = task.meter.speed / max(1, len(task.connections))
         return int(min(MAX_PIECE, max(MIN_PIECE, per_connection * PIECE_SECONDS)))
 
-    async def _request_range(self, seg: Segment) -> Response:
+    async def _request_range(self, seg: Segment) -> Response | Piece:
         """Ask for the next piece of a segment; only the rest of it stays open to other connections."""
         task = self.t.task
         first = seg.pos
@@ -193,7 +208,7 @@ class SegmentedFetch:
         if_range = self.t.if_range()
         if if_range:
             headers["If-Range"] = if_range
-        opened = await self.t.open(self.t.url, headers)
+        opened = await self._open(headers)
         resp = opened.resp
         try:
             if resp.status in (503, 429) and len(task.connections) > 1:
@@ -218,6 +233,21 @@ class SegmentedFetch:
             opened.close()
             raise
         return opened
+
+    async def _open(self, headers: dict[str, str]) -> Response | Piece:
+        """Send a range request: on the range client when it can carry it, else through aiohttp."""
+        url = self.t.url
+        template = self.t.piece_headers(url)
+        if template is None:
+            return await self.t.open(url, headers)
+        piece = await self.t.open_piece(url, {**template, **headers})
+        status = piece.resp.status
+        if piece.resp.body is not None or not (status == 206 or 300 <= status < 400):
+            return piece
+        # A redirect, or a 206 body of no declared length: aiohttp follows the one (dropping
+        # credentials across origins, as for the probe) and frames the other.
+        piece.close()
+        return await self.t.open(url, headers)
 
     async def _slow_watch(self) -> None:
         """Restart a connection far slower than its peers on its remaining bytes."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from engine.http import Validators, local_error, request_headers, request_url, s
 from engine.lowspeed import LowSpeedCheck, floor_rate
 from engine.models import MiB
 from engine.partfile import PartFile
+from engine.rangeclient import PieceResponse, RangeClient
 from engine.ranges import RangeSet
 from engine.retry import Retry
 from engine.segments import Segment
@@ -37,6 +39,12 @@ IOV_MAX = 1024
 """Most buffers one pwritev takes on Linux (a chunked body of tiny chunks would exceed it)."""
 FLUSH_INTERVAL = 1.0
 """Seconds a received byte may wait in memory before it is written."""
+PIECE_BLOCK_MAX = 4 * MiB
+"""Largest of the two receive buffers of a connection on the buffered body path."""
+PROGRESS_INTERVAL = 0.25
+"""Seconds between counting a slow piece's bytes into the meters (a fast one counts per buffer)."""
+_NOT_REPEATED = frozenset({"range", "if-range", "content-length", "transfer-encoding", "connection"})
+"""Headers of the probe's request that a piece request sets for itself or leaves out."""
 MAX_RESTARTS = 3
 """Times one run starts over because the remote file changed before it gives up."""
 
@@ -47,6 +55,11 @@ class Context(Protocol):
     @property
     def session(self) -> aiohttp.ClientSession:
         """The shared HTTP client session."""
+        ...
+
+    @property
+    def range_client(self) -> RangeClient:
+        """The shared client for ranged pieces received into reusable buffers."""
         ...
 
     global_bucket: TokenBucket
@@ -94,6 +107,21 @@ class Response:
         self.slot.release()
 
 
+@dataclass
+class Piece:
+    """A range response on the buffered body path, and the host slot it holds."""
+
+    resp: PieceResponse
+    """The response, its head read, its body arriving."""
+    slot: asyncio.Semaphore
+    """The host slot held until :meth:`close`."""
+
+    def close(self) -> None:
+        """Release the connection (pooled if its body is complete) and the host slot."""
+        self.resp.close()
+        self.slot.release()
+
+
 class Transfer:
     """The state of one run of a task that its probe, fetches and final steps all use."""
 
@@ -111,6 +139,7 @@ class Transfer:
         self._restarts = 0
         self._numbers = itertools.count(1)
         self._extra_reported = False
+        self._template: tuple[URL, dict[str, str]] | None = None
 
     def connection_number(self) -> int:
         """A number for a new connection, unique within this run."""
@@ -161,7 +190,65 @@ class Transfer:
         connector = self.ctx.session.connector
         if isinstance(connector, BoundedConnector):
             connector.watch(resp, self._extra_ignored)
+        if resp.status in (200, 206):
+            # What aiohttp sent to the final origin (its Host, credentials, cookies) is what a piece
+            # request sends there too; Authorization dropped on a cross-origin redirect stays dropped.
+            sent = resp.request_info.headers
+            self._template = (
+                resp.url.origin(),
+                {k: v for k, v in sent.items() if k.lower() not in _NOT_REPEATED},
+            )
         return Response(resp, slot)
+
+    def piece_headers(self, url: str) -> dict[str, str] | None:
+        """Headers for a ranged piece of ``url`` on the buffered body path; None if it must use aiohttp.
+
+        That path is for what it knows: no proxy, no speed limit (a limited download is not short of
+        CPU), an origin an earlier response of this run came from (its request is the template).
+        """
+        task = self.task
+        if self._template is None or task.options.proxy:
+            return None
+        if task.bucket.rate is not None or self.ctx.global_bucket.rate is not None:
+            return None
+        u = URL(url)
+        origin, headers = self._template
+        if u.origin() != origin or _env_proxy(u):
+            return None
+        return dict(headers)
+
+    async def open_piece(self, url: str, headers: dict[str, str]) -> Piece:
+        """Send a piece request on the range client holding a host slot; the caller closes the result."""
+        opts = self.task.options
+        u = URL(url)
+        slot = self.ctx.host_slot(u.host or "")
+        await slot.acquire()
+        deadline = opts.connect_timeout + opts.timeout
+        try:
+            async with asyncio.timeout(deadline) as within:
+                resp = await self.ctx.range_client.get(
+                    u.with_user(None),
+                    headers,
+                    insecure=opts.insecure,
+                    connect_timeout=opts.connect_timeout,
+                    block=self._piece_block(),
+                    on_surplus=self._extra_ignored,
+                )
+        except TimeoutError:
+            slot.release()
+            if within.expired():
+                raise DownloadError(
+                    f"stalled: no complete response headers within {deadline:g} s", kind=ErrorKind.TIMEOUT
+                ) from None
+            raise
+        except BaseException:
+            slot.release()
+            raise
+        return Piece(resp, slot)
+
+    def _piece_block(self) -> int:
+        per_connection = BUFFER_BUDGET // 2 // max(1, self.task.max_connections)
+        return max(256 * 1024, min(PIECE_BLOCK_MAX, per_connection))
 
     def _extra_ignored(self, extra: int) -> None:
         """Report, once per run, a server that sent more body than its Content-Length."""
@@ -304,7 +391,92 @@ class Transfer:
                 await self._write(chunks, offset)
         return progressed
 
-    async def _write(self, chunks: list[bytes], offset: int) -> None:
+    async def stream_opened(self, conn: Connection, seg: Segment, opened: Response | Piece) -> bool:
+        """:meth:`stream` or :meth:`stream_piece`, as ``opened`` came; True if any byte came."""
+        if isinstance(opened, Piece):
+            return await self.stream_piece(conn, seg, opened.resp)
+        return await self.stream(conn, seg, opened.resp)
+
+    async def stream_piece(self, conn: Connection, seg: Segment, resp: PieceResponse) -> bool:
+        """Write a piece's body into the file as its buffers fill, until the segment's (moving) end.
+
+        As :meth:`stream`, with the same lowest-speed rule, but the bytes are never copied on the
+        way: each buffer the socket filled is written with one ``pwrite`` while the other fills.
+        Meters are counted per buffer, or every :data:`PROGRESS_INTERVAL` when buffers fill slowly.
+        """
+        task = self.task
+        body = resp.body
+        assert body is not None
+        first = offset = seg.pos
+        global_bucket = self.ctx.global_bucket
+        timeout = task.options.timeout
+        check = self.low_speed_check()
+        conn.slow_from = None
+        started = flushed_at = time.monotonic()
+        progressed = False
+
+        def count() -> int:
+            """Count the bytes that arrived since the last call; how many."""
+            arrived = min(first + body.received, min(seg.end, seg.committed)) - seg.pos
+            if arrived > 0:
+                seg.pos += arrived
+                conn.meter.add(arrived)
+                task.meter.add(arrived)
+                self.ctx.received(arrived)
+            return max(0, arrived)
+
+        try:
+            while True:
+                if count():
+                    progressed = True
+                if task.bucket.rate is not None or global_bucket.rate is not None:
+                    # A limit set while this piece runs: its rest is asked for again on the path
+                    # that reads as little as the limit allows (this one reads whole buffers).
+                    conn.restart_requested = True
+                now = time.monotonic()
+                if now - flushed_at >= FLUSH_INTERVAL:
+                    resp.cut()
+                while body.ready:
+                    buffer, n = body.ready.popleft()
+                    useful = min(n, min(seg.end, seg.committed) - offset)
+                    if useful > 0:
+                        await self._write([memoryview(buffer)[:useful]], offset)
+                    offset += n
+                    resp.give_back(buffer)
+                    flushed_at = time.monotonic()
+                if count():
+                    progressed = True
+                if seg.pos >= min(seg.end, seg.committed) or conn.restart_requested:
+                    break
+                if not body.left and not body.ready:
+                    break  # the body ended (short of the range if its length was wrong)
+                if check is not None:
+                    waited = now - started - resp.held
+                    if (slow := check.update(waited, seg.pos - first)) is not None:
+                        conn.slow_from = first + slow.before
+                        resp.close()  # a keep-alive connection to this server is worth nothing
+                        raise too_slow(slow.rate, slow.seconds)
+                if now - resp.last_read >= timeout:
+                    resp.close()
+                    raise TimeoutError()
+                try:
+                    async with asyncio.timeout(PROGRESS_INTERVAL):
+                        await resp.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            body.cut()
+            while body.ready:
+                # Bytes received but not yet written (a failure, a cut segment): keep what counts.
+                buffer, n = body.ready.popleft()
+                useful = min(n, min(seg.end, seg.committed, seg.pos) - offset)
+                if useful > 0:
+                    await self._write([memoryview(buffer)[:useful]], offset)
+                offset += n
+                body.give_back(buffer)
+        return progressed
+
+    async def _write(self, chunks: list[bytes] | list[memoryview], offset: int) -> None:
         file = self.file
         assert file is not None
         total = await in_thread(file.write, chunks, offset)
@@ -320,6 +492,14 @@ def made_progress(conn: Connection, seg: Segment, before: int) -> bool:
     reached = seg.pos if conn.slow_from is None else conn.slow_from
     conn.slow_from = None
     return reached > before
+
+
+def _env_proxy(url: URL) -> bool:
+    """Whether a proxy from the environment applies to ``url`` (aiohttp's session trusts the env)."""
+    proxies = urllib.request.getproxies_environment()
+    if url.scheme not in proxies:
+        return False
+    return not urllib.request.proxy_bypass(url.host or "")
 
 
 def validators_differ(task: Task, got: Validators) -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 
@@ -48,12 +49,19 @@ def response(
 class RawServer:
     """An ``asyncio.start_server`` on 127.0.0.1 (port chosen by the OS) answering as the test says."""
 
-    def __init__(self, answer: Handler | bytes | Sequence[bytes], *, limit: float = LIMIT) -> None:
+    def __init__(
+        self,
+        answer: Handler | bytes | Sequence[bytes],
+        *,
+        limit: float = LIMIT,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         if isinstance(answer, bytes):
             answer = [answer]
         self._canned: list[bytes] | None = None if callable(answer) else list(answer)
         self._handler: Handler | None = answer if callable(answer) else None
         self._limit = limit
+        self._tls = tls
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.Task[object]] = set()
         self._stopping = False
@@ -65,8 +73,9 @@ class RawServer:
         """The head of every request read (canned answers, or :meth:`read_request`), in order."""
 
     def url(self, path: str = "/") -> str:
-        """``http://127.0.0.1:port`` plus ``path``."""
-        return f"http://127.0.0.1:{self.port}{path}"
+        """``http://127.0.0.1:port`` plus ``path`` (``https`` when serving TLS)."""
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
 
     async def read_request(self, reader: asyncio.StreamReader) -> bytes:
         """Read one request head (up to the blank line) and record it; ``b""`` if the client closed."""
@@ -108,7 +117,7 @@ class RawServer:
 
     async def start(self) -> RawServer:
         """Listen; returns the server itself."""
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, limit=MAX_HEAD)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, limit=MAX_HEAD, ssl=self._tls)
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self
 
