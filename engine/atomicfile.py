@@ -3,17 +3,16 @@
 Readers see the old contents or the new, never a torn file. The temporary file gets an unpredictable
 name made with ``O_EXCL`` (``tempfile.mkstemp``) in the target's directory, so a name planted by
 someone else in a shared directory is never written through. :func:`write_atomic` blocks;
-:func:`write_atomic_async` is the same write for async code, run in aiofiles' executor.
+:func:`write_atomic_async` is the same write for async code, run in asyncio's default executor.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import tempfile
 from pathlib import Path
-
-import aiofiles.os
 
 
 def fsync_dir(directory: Path) -> None:
@@ -54,13 +53,10 @@ def write_atomic(path: Path, payload: bytes, *, mode: int = 0o600, durable: bool
         fsync_dir(path.parent)
 
 
-_write_atomic_in_executor = aiofiles.os.wrap(write_atomic)
-
-
 async def write_atomic_async(path: Path, payload: bytes, *, mode: int = 0o600, durable: bool = True) -> None:
-    """:func:`write_atomic` off the event loop, in aiofiles' executor; the same guarantees and errors.
+    """:func:`write_atomic` off the event loop, in a worker thread; the same guarantees and errors.
 
     Cancelling the caller does not stop the write already under way in its thread: the file ends up
     old or new, never torn, either way.
     """
-    await _write_atomic_in_executor(path, payload, mode=mode, durable=durable)
+    await asyncio.to_thread(write_atomic, path, payload, mode=mode, durable=durable)

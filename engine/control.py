@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiofiles.os
-
 from engine.atomicfile import write_atomic
 
 CONTROL_SUFFIX = ".part.json"
@@ -176,7 +174,7 @@ async def index_controls(directory: Path) -> dict[str, list[tuple[Path, ControlD
     """Every readable control file in ``directory`` by URL, in name order."""
     index: dict[str, list[tuple[Path, ControlData]]] = {}
     try:
-        names = await aiofiles.os.listdir(directory)
+        names = await asyncio.to_thread(os.listdir, directory)
     except OSError:
         return index
     # Hidden names are skipped, as a shell glob would: a temporary file is never a control file.

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-import aiofiles
-import aiofiles.os
 
 from engine.atomicfile import write_atomic_async
 from engine.codec import from_plain, to_plain
@@ -38,15 +36,14 @@ async def save_session(path: Path, tasks: Iterable[tuple[str, TaskOptions, TaskS
             for url, opts, state in tasks
         ],
     }
-    await aiofiles.os.makedirs(path.parent, exist_ok=True)
+    await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
     await write_atomic_async(path, json.dumps(data, indent=1).encode())
 
 
 async def load_session(path: Path) -> list[SessionEntry]:
     """The saved queue; empty if the file is missing or unreadable."""
     try:
-        async with aiofiles.open(path, "rb") as f:
-            data = json.loads(await f.read())
+        data = json.loads(await asyncio.to_thread(path.read_bytes))
     except (OSError, ValueError):
         return []
     if not isinstance(data, dict) or data.get("version") != VERSION:

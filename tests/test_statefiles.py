@@ -1,4 +1,4 @@
-"""The engine's async state files (the saved queue, the control-file index), read and written via aiofiles."""
+"""The engine's async state files (the saved queue, the control-file index), read and written off the loop."""
 
 from __future__ import annotations
 

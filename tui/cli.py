@@ -7,8 +7,10 @@ the dashboard is imported only when it is asked for.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from tui.options import PROG, Parser, UsageError, add_download_options, download_request
 
@@ -58,6 +60,26 @@ def build_parser(command: str | None) -> Parser:
     return parser
 
 
+@contextlib.contextmanager
+def _loading() -> Iterator[None]:
+    """Import a command's modules with the garbage collector off, then freeze what they made.
+
+    The imports (aiohttp, the engine, Rich or Textual) build tens of thousands of objects that live as
+    long as the process and leave next to no garbage, yet the collections they set off scan them over
+    and over: about a tenth of ``fetchtop get``'s start-up. Frozen, they are not scanned again by any
+    later collection. Meant for :func:`main`, which runs once per process: objects its caller made
+    before are frozen too (kept for good, never collected).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fetchtop`` command; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -66,17 +88,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     rest = args_list[1:] if command else args_list
     try:
         if command is not None and command in DAEMON_COMMANDS:
-            from tui.daemon_cli import run_daemon_command
+            with _loading():
+                from tui.daemon_cli import run_daemon_command
 
             return run_daemon_command(command, rest)
         if command == "demo":
-            from tui.demo import run_demo
+            with _loading():
+                from tui.demo import run_demo
 
             return run_demo(rest)
         parser = build_parser(command)
         args = parser.parse_args(rest)
         if command == "get":
-            from tui.get import run_get
+            with _loading():
+                from tui.get import run_get
 
             return run_get(download_request(args, require_urls=True))
         for word in args.urls[:1]:
@@ -85,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 names = ", ".join(known)
                 raise UsageError(f"unknown command {word!r} (commands: {names}; or give URLs)")
         request = download_request(args, require_urls=False)
-        from tui.app import run_dashboard
+        with _loading():
+            from tui.app import run_dashboard
 
         return run_dashboard(
             request.urls,
