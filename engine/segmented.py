@@ -33,6 +33,18 @@ SLOW_GRACE = 5.0
 """Seconds a connection runs before it can be judged slow."""
 
 
+def _answered_end(first: Response, seg: Segment) -> int:
+    """Where the bytes of the probe's 206 stop within ``seg``, the segment that starts where it did.
+
+    The probe checked its Content-Range; should it not start at ``seg`` after all, none of its body
+    is used and the segment is asked for again.
+    """
+    cr = parse_content_range(first.resp.headers.get("Content-Range"))
+    if cr is None or cr[0] != seg.start:
+        return seg.start
+    return min(seg.end, cr[1] + 1)
+
+
 class TooManyConnections(Exception):
     """The server refused an extra connection (503/429 while others are open)."""
 
@@ -57,6 +69,10 @@ class SegmentedFetch:
             if not gaps:
                 break
             task.plan = initial_plan(gaps, task.max_connections, task.options.min_split)
+            if opened is not None:
+                # The probe's closed range lies in the first segment (segments.first_range): its
+                # bytes are on their way, so no peer may take them over.
+                task.plan[0].committed = _answered_end(opened, task.plan[0])
             self._pending = list(task.plan[1:] if opened is not None else task.plan)
             count = min(task.max_connections, len(task.plan))
             watch = asyncio.create_task(self._slow_watch())
@@ -144,8 +160,6 @@ class SegmentedFetch:
             try:
                 if opened is None:
                     opened = await self._request_range(seg)
-                else:
-                    seg.committed = self.t.task.size or seg.end  # the probe asked for everything
                 if not conn.meter.running:
                     conn.started = time.monotonic()
                     conn.meter.start()
