@@ -12,6 +12,7 @@ from engine.escaping import escape_controls
 from engine.http import Validators, classify, parse_content_range, response_error
 from engine.models import TaskState
 from engine.redaction import redact
+from engine.segments import first_range
 from engine.transfer import Response, Transfer, validators_differ
 
 
@@ -27,9 +28,12 @@ async def probe(t: Transfer) -> Response:
     while True:
         resuming = bool(task.resumable and task.size is not None and task.done.covered)
         gaps = task.done.gaps(task.size) if resuming and task.size else []
+        # A closed range, not bytes=START-: once other connections take over the rest of the file,
+        # whatever an open range had in flight would be thrown away (up to a socket buffer or more).
         # With nothing missing (a crash before the rename) one byte re-validates the file.
-        start = gaps[0][0] if gaps else (task.size - 1 if resuming and task.size else 0)
-        headers = {"Range": f"bytes={start}-"}
+        start, last = first_range(gaps, task.size if resuming else None, task.options.min_split)
+        asked = f"bytes={start}-{last}"
+        headers = {"Range": asked}
         if_range = t.if_range() if resuming else None
         if if_range:
             headers["If-Range"] = if_range
@@ -50,7 +54,7 @@ async def probe(t: Transfer) -> Response:
             await t.retry_wait(retry, response_error(resp))
             continue
         try:
-            _accept(t, resp, start, resuming)
+            _accept(t, resp, start, asked, resuming)
         except RemoteChanged as exc:
             opened.close()
             t.restart(str(exc))
@@ -61,8 +65,13 @@ async def probe(t: Transfer) -> Response:
         return opened
 
 
-def _accept(t: Transfer, resp: aiohttp.ClientResponse, start: int, resuming: bool) -> None:
-    """Record size, range support and validators of a usable probe response in the task."""
+def _accept(t: Transfer, resp: aiohttp.ClientResponse, start: int, asked: str, resuming: bool) -> None:
+    """Record size, range support and validators of a usable probe response in the task.
+
+    A 206 may end before or after the range asked for (a file shorter than it, a server that caps or
+    ignores the last byte): the fetch takes the range its Content-Range declares. It must start where
+    asked and give the total size.
+    """
     task = t.task
     validators = Validators.of(resp.headers)
     if _empty_file(resp, start):
@@ -73,7 +82,7 @@ def _accept(t: Transfer, resp: aiohttp.ClientResponse, start: int, resuming: boo
         cr = parse_content_range(resp.headers.get("Content-Range"))
         if cr is None or cr[0] != start or cr[2] is None:
             raise DownloadError(
-                f"invalid Content-Range {resp.headers.get('Content-Range')!r} for bytes={start}-",
+                f"invalid Content-Range {resp.headers.get('Content-Range')!r} for {asked}",
                 permanent=True,
                 kind=ErrorKind.PROTOCOL,
             )

@@ -30,6 +30,24 @@ class Segment:
         return max(0, self.end - max(self.pos, self.committed))
 
 
+def first_range(missing: Sequence[tuple[int, int]], size: int | None, piece: int) -> tuple[int, int]:
+    """``(first, last)``, inclusive, of the closed range the first request of a run asks for.
+
+    ``missing`` are the gaps of a partial download of ``size`` bytes, or empty with ``size`` None for a
+    fresh one. The answer is the first ``piece`` bytes of the first gap (from byte 0 when fresh); with
+    nothing missing of a known size, the last byte alone re-validates the file. ``piece`` is the task's
+    ``min_split``: :func:`initial_plan` never makes a segment shorter than that (or than its gap), so the
+    probe's bytes always fall inside the first planned segment and none of them is asked for twice.
+    """
+    piece = max(1, piece)
+    if missing:
+        start, end = missing[0]
+        return start, min(end, start + piece) - 1
+    if size:
+        return size - 1, size - 1
+    return 0, piece - 1
+
+
 def initial_plan(gaps: Sequence[tuple[int, int]], connections: int, min_split: int) -> list[Segment]:
     """Cut the missing ranges into about ``connections`` segments of at least ``min_split``.
 

@@ -91,12 +91,16 @@ async def test_budget_resets_on_progress_for_truncations_too(
     assert fault_server.stats("progress-t.bin").truncations >= 4
 
 
-async def test_stall_times_out_and_is_retried(fault_server: FaultServer, download_dir: Path) -> None:
+@pytest.mark.parametrize("piece", [64 * KiB, MiB], ids=["in-a-later-piece", "in-the-probe"])
+async def test_stall_times_out_and_is_retried(
+    fault_server: FaultServer, download_dir: Path, piece: int
+) -> None:
     size = 512 * KiB
     url = fault_server.add_file("stall.bin", size, stall_after=100 * KiB, stall_for=8.0)
     started = time.monotonic()
+    options = opts(download_dir, connections=1, timeout=0.5, min_split=piece)
     async with Engine(fast_config()) as engine, EventLog(engine) as log:
-        task = await download(engine, url, opts(download_dir, connections=1, timeout=0.5))
+        task = await download(engine, url, options)
     elapsed = time.monotonic() - started
     assert task.state is TaskState.COMPLETED, task.error
     assert_exact(task.path, "stall.bin", size)
@@ -106,9 +110,14 @@ async def test_stall_times_out_and_is_retried(fault_server: FaultServer, downloa
     assert elapsed < 6.0  # did not sit out the 8 s stall
     stats = fault_server.stats("stall.bin")
     assert stats.stalls == 1
+    # The probe asked for its piece (min_split); a piece smaller than the 100 KiB before the stall
+    # came whole, and the stall hit the next request, for the rest of the file.
+    assert stats.range_headers[0] == f"bytes=0-{piece - 1}"
+    stalled_at = 100 * KiB if piece > 100 * KiB else piece + 100 * KiB
     # The retry asked only for what was still missing.
-    second = closed_range(stats.range_headers[1])
-    assert second is not None and second[0] >= 100 * KiB and second[1] == size - 1
+    assert len(stats.range_headers) == (2 if piece > 100 * KiB else 3), stats.range_headers
+    retry = closed_range(stats.range_headers[-1])
+    assert retry is not None and retry[0] >= stalled_at and retry[1] == size - 1
 
 
 async def test_503_with_retry_after_is_honoured(fault_server: FaultServer, download_dir: Path) -> None:

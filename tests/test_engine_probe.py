@@ -1,5 +1,6 @@
-"""The probe: one GET with ``Range: bytes=0-`` whose response becomes the first segment; range support,
-size and final URL learnt from it; servers without ranges or without a length."""
+"""The probe: one GET for the first piece (``Range: bytes=0-(min_split-1)``) whose response becomes the
+start of the first segment; range support, size and final URL learnt from it; servers without ranges or
+without a length."""
 
 from __future__ import annotations
 
@@ -28,18 +29,20 @@ async def test_probe_is_a_ranged_get_reused_as_the_first_segment(
     assert task.state is TaskState.COMPLETED, task.error
     assert_exact(task.path, "probe.bin", size)
     stats = fault_server.stats("probe.bin")
-    # The very first request is the probe: a GET asking for everything from byte 0.
+    # The very first request is the probe: a GET asking for the first min_split bytes (opts: 64 KiB).
     assert stats.records[0].method == "GET"
-    assert stats.records[0].range == "bytes=0-"
+    assert stats.records[0].range == f"bytes=0-{64 * KiB - 1}"
     # No HEAD, no range-less request, no second look at byte 0: the probe's body was used.
     assert all(r.method == "GET" for r in stats.records)
     assert all(r.range is not None for r in stats.records)
     starts = [closed_range(r.range) for r in stats.records[1:]]
     assert all(s is not None and s[0] > 0 for s in starts), stats.range_headers
-    # One request per segment, and each segment finished once.
+    # The first segment went on right after the probe's bytes, on a request of its own.
+    assert any(s is not None and s[0] == 64 * KiB for s in starts), stats.range_headers
+    # One request per segment besides that one, and each segment finished once.
     finished = log.of(SegmentFinished, task.id)
-    assert stats.requests == len(task.segments) == len(finished)
-    assert stats.requests >= 4
+    assert stats.requests == len(task.segments) + 1 == len(finished) + 1
+    assert len(task.segments) >= 4
     probed = log.of(TaskProbed, task.id)
     assert len(probed) == 1
     assert probed[0].size == size and probed[0].resumable
@@ -47,9 +50,7 @@ async def test_probe_is_a_ranged_get_reused_as_the_first_segment(
     assert task.etag == etag_for("probe.bin", size)
 
 
-async def test_every_request_after_the_probe_asks_for_a_closed_range(
-    fault_server: FaultServer, download_dir: Path
-) -> None:
+async def test_every_request_asks_for_a_closed_range(fault_server: FaultServer, download_dir: Path) -> None:
     size = 3 * MiB + 1
     # Resets force retries and takeovers, so requests start mid-segment too.
     url = fault_server.add_file("closed.bin", size, reset_after=300 * KiB, reset_times=3)
@@ -58,8 +59,8 @@ async def test_every_request_after_the_probe_asks_for_a_closed_range(
     assert task.state is TaskState.COMPLETED, task.error
     assert_exact(task.path, "closed.bin", size)
     stats = fault_server.stats("closed.bin")
-    assert stats.range_headers[0] == "bytes=0-"
-    for header in stats.range_headers[1:]:
+    assert stats.range_headers[0] == f"bytes=0-{64 * KiB - 1}"
+    for header in stats.range_headers:
         rng = closed_range(header)
         assert rng is not None, f"open or missing range {header!r}"
         first, last = rng
@@ -134,16 +135,16 @@ async def test_redirects_are_followed_once_and_the_final_url_used(
 def _shifted_server(name: str, size: int, bad: int, shift: int) -> RogueServer:
     """A server that answers the probe correctly, then answers the first ``bad`` closed-range requests
     with the bytes (and an honest Content-Range) of a range ``shift`` bytes later than asked."""
-    state = {"bad": bad}
+    state = {"bad": bad, "probed": 0}
 
     async def handler(request: web.Request) -> web.StreamResponse:
         header = request.headers.get("Range", "")
         rng = closed_range(header)
-        if rng is None:  # the probe: bytes=0-
+        if rng is None:
             start, end = 0, size
         else:
-            start, end = rng[0], rng[1] + 1
-            if state["bad"] > 0:
+            start, end = rng[0], min(rng[1] + 1, size)
+            if state["probed"] and state["bad"] > 0:
                 state["bad"] -= 1
                 start, end = min(start + shift, size - 1), min(end + shift, size)
         resp = web.StreamResponse(
@@ -155,6 +156,7 @@ def _shifted_server(name: str, size: int, bad: int, shift: int) -> RogueServer:
             },
         )
         resp.content_length = end - start
+        state["probed"] = 1
         await resp.prepare(request)
         pos = start
         while pos < end:
@@ -186,7 +188,7 @@ async def test_probe_with_wrong_content_range_fails_without_writing(download_dir
     name, size = "badprobe.bin", 256 * KiB
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        # Asked for bytes=0-, answers as if asked for bytes=100-.
+        # Asked for the first piece from byte 0, answers with the bytes from 100 on.
         body = bytes(content_view(name, 100, size - 100))
         return web.Response(status=206, body=body, headers={"Content-Range": f"bytes 100-{size - 1}/{size}"})
 

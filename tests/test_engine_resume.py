@@ -90,18 +90,17 @@ async def test_pause_and_resume_keep_progress(fault_server: FaultServer, downloa
         task = await wait_until_done(engine, tid)
     assert task.state is TaskState.COMPLETED, task.error
     assert_exact(task.path, "pause.bin", SIZE)
-    # After the resume no request asked for a byte that was already done: the new probe starts in a gap
-    # and every later request is a closed range in the gaps.
+    # After the resume no request asked for a byte that was already done: the new probe asks for the
+    # first piece of the first gap and every later request is a closed range in the gaps too.
     after = stats.records[before:]
-    assert after[0].range is not None and after[0].range.startswith("bytes=")
-    probe_start = int(after[0].range[len("bytes=") :].rstrip("-"))
-    assert not overlaps(done, probe_start, probe_start)
-    for rec in after[1:]:
+    first_gap = done.gaps(SIZE)[0]
+    assert closed_range(after[0].range) == (first_gap[0], min(first_gap[1], first_gap[0] + 64 * KiB) - 1)
+    for rec in after:
         rng = closed_range(rec.range)
         assert rng is not None, rec.range
         assert not overlaps(done, *rng), (rng, done.as_list())
-    # Little beyond the missing bytes was sent again (the open-ended probe may overshoot a little).
-    assert stats.bytes_sent - sent_before <= SIZE - done.covered + 256 * KiB
+    # Nothing but the missing bytes was sent again.
+    assert stats.bytes_sent - sent_before == SIZE - done.covered
     names = log.lifecycle(tid)
     assert names.index("TaskPaused") < names.index("TaskResumed") < names.index("TaskCompleted")
 
@@ -202,16 +201,16 @@ async def test_resume_after_engine_restart_via_control_file(
     probed = log.of(TaskProbed, tid)
     assert probed and probed[0].path == str(download_dir / "restart.bin")
     after = stats.records[before:]
-    # The resumed probe starts at the first missing byte and carries If-Range with the ETag.
-    first_gap = done.gaps(SIZE)[0][0]
-    assert after[0].range == f"bytes={first_gap}-"
+    # The resumed probe asks for the first piece of the first gap and carries If-Range with the ETag.
+    first_gap, gap_end = done.gaps(SIZE)[0]
+    assert after[0].range == f"bytes={first_gap}-{min(gap_end, first_gap + 64 * KiB) - 1}"
     assert after[0].if_range == etag_for("restart.bin", SIZE)
     assert all(r.if_range == etag_for("restart.bin", SIZE) for r in after)
     for rec in after[1:]:
         rng = closed_range(rec.range)
         assert rng is not None and not overlaps(done, *rng)
-    # Re-downloaded little: the missing bytes plus at most the probe's overshoot into later done ranges.
-    assert stats.bytes_sent - sent_before <= SIZE - done.covered + 2 * MiB
+    # Re-downloaded nothing but the missing bytes: no request reached into a done range.
+    assert stats.bytes_sent - sent_before == SIZE - done.covered
 
 
 async def test_resume_with_output_option(fault_server: FaultServer, download_dir: Path) -> None:
@@ -229,7 +228,8 @@ async def test_resume_with_output_option(fault_server: FaultServer, download_dir
     assert task.state is TaskState.COMPLETED, task.error
     assert task.name == "named.out"
     assert_exact(task.path, "o.bin", SIZE)
-    assert fault_server.stats("o.bin").records[before].range != "bytes=0-"
+    resumed = closed_range(fault_server.stats("o.bin").records[before].range)
+    assert resumed is not None and resumed[0] > 0
 
 
 async def test_remote_changed_between_runs_restarts(fault_server: FaultServer, download_dir: Path) -> None:
@@ -335,4 +335,5 @@ async def test_queue_restored_from_session_file(
     assert second.state is TaskState.COMPLETED
     assert_exact(second.path, "session2.bin", 100 * KiB)
     # The restored task continued from its control file instead of starting over.
-    assert fault_server.stats("session.bin").records[before].range != "bytes=0-"
+    resumed = closed_range(fault_server.stats("session.bin").records[before].range)
+    assert resumed is not None and resumed[0] > 0

@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.segments import Segment, initial_plan, split_largest, split_slowest
+from engine.segments import Segment, first_range, initial_plan, split_largest, split_slowest
 
 
 @st.composite
@@ -236,3 +236,44 @@ def test_split_slowest_halves_what_is_left(
     if new is not None:
         assert seg.end == new.start and new.end == end
         assert seg.end - seg.pos >= min_split and new.end - new.start >= min_split
+
+
+def test_first_range_of_a_fresh_download_is_the_first_piece() -> None:
+    assert first_range([], None, 1024) == (0, 1023)
+
+
+def test_first_range_of_a_resume_is_the_first_piece_of_the_first_gap() -> None:
+    assert first_range([(5000, 9000), (12000, 13000)], 13000, 1024) == (5000, 6023)
+    assert first_range([(5000, 5100), (12000, 13000)], 13000, 1024) == (5000, 5099)  # a short gap
+
+
+def test_first_range_with_nothing_missing_is_the_last_byte() -> None:
+    assert first_range([], 13000, 1024) == (12999, 12999)
+
+
+@settings(max_examples=300, deadline=None)
+@given(gap_lists(), st.integers(1, 32), st.integers(0, 700))
+def test_first_range_lies_in_the_first_planned_segment(
+    gaps: list[tuple[int, int]], connections: int, min_split: int
+) -> None:
+    # The probe asks for min_split bytes: whatever the plan, its answer is the first segment's to keep.
+    size = max((e for _, e in gaps), default=0) + 1
+    first, last = first_range(gaps, size, min_split)
+    if not gaps:
+        assert (first, last) == (size - 1, size - 1)
+        return
+    plan = initial_plan(gaps, connections, min_split)
+    assert plan[0].start == first <= last < plan[0].end
+    assert last - first + 1 == min(max(1, min_split), gaps[0][1] - gaps[0][0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 50_000), st.integers(1, 32), st.integers(0, 4096))
+def test_first_range_of_a_fresh_download_lies_in_the_first_segment(
+    size: int, connections: int, min_split: int
+) -> None:
+    # Asked before the size is known; a server clamps the answer to the file.
+    first, last = first_range([], None, min_split)
+    plan = initial_plan([(0, size)], connections, min_split)
+    assert first == plan[0].start == 0
+    assert min(last, size - 1) < plan[0].end
