@@ -465,6 +465,9 @@ class Transfer:
                 except TimeoutError:
                     pass
         finally:
+            # Bytes that came before a failure are as good as any: count them, then write them.
+            if count():
+                progressed = True
             body.cut()
             while body.ready:
                 # Bytes received but not yet written (a failure, a cut segment): keep what counts.
