@@ -165,8 +165,6 @@ class _Channel(asyncio.BufferedProtocol):
         """Whether the server lets the connection carry another request."""
         self.on_surplus: Callable[[int], None] | None = None
         """Told the size of bytes that arrived past the end of the body."""
-        self.used = 0
-        """Requests this connection has carried."""
         self._buffers = [bytearray(0)]
         self.held = 0.0
         """Seconds reading was paused for want of a free buffer (the disk is behind)."""
@@ -227,7 +225,6 @@ class _Channel(asyncio.BufferedProtocol):
     def send(self, request: bytes, block: int) -> None:
         """Send a request and start reading its response head; its body gets buffers of ``block``."""
         assert self.transport is not None and self._mode == _IDLE
-        self.used += 1
         if len(self._buffers[0]) != block:
             self._buffers = [bytearray(block), bytearray(block)]
         self.held = 0.0
@@ -405,7 +402,7 @@ class PieceResponse:
         channel = self._channel
         body = self.body
         if body is not None and not body.left and channel.keep_alive and channel.usable:
-            channel.on_surplus = self._client.on_idle_surplus
+            channel.on_surplus = None  # bytes on an idle connection close it; nobody is told
             self._client.release(self._key, channel)
         else:
             channel.close()
@@ -470,10 +467,6 @@ class RangeClient:
             channel.close()
             return
         self._idle.setdefault(key, []).append((time.monotonic(), channel))
-
-    @staticmethod
-    def on_idle_surplus(nbytes: int) -> None:
-        """Bytes on an idle connection: it is closed (by the channel); nobody is told."""
 
     def close(self) -> None:
         """Close every idle connection; connections in use close when their responses do."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -148,15 +149,9 @@ class Transfer:
     async def open(self, url: str, headers: dict[str, str]) -> Response:
         """Send a GET holding a host slot; the caller closes the result."""
         opts = self.task.options
-        host = URL(url).host or ""
         all_headers = {**request_headers(opts), **headers}
-        slot = self.ctx.host_slot(host)
-        await slot.acquire()
-        # aiohttp's read timeout restarts with every byte, so a server trickling its header lines
-        # would hold the request for ever: the whole answer (redirects included) gets a deadline.
-        deadline = opts.connect_timeout + opts.timeout
         try:
-            async with asyncio.timeout(deadline) as within:
+            async with self._answer_within_deadline(URL(url).host or "") as slot:
                 resp = await self.ctx.session.get(
                     request_url(url, all_headers),
                     headers=all_headers,
@@ -171,26 +166,15 @@ class Transfer:
                     read_bufsize=self._read_bufsize(),
                 )
         except (ValueError, TypeError) as exc:
-            slot.release()
             if isinstance(exc, aiohttp.ClientError):
                 raise  # InvalidURL and its kind: classify() knows them
             # Raised while the request was being built: nothing was sent, and a retry
             # would build the very same request.
             raise local_error(exc) from None
-        except TimeoutError:
-            slot.release()
-            if within.expired():
-                raise DownloadError(
-                    f"stalled: no complete response headers within {deadline:g} s", kind=ErrorKind.TIMEOUT
-                ) from None
-            raise
-        except BaseException:
-            slot.release()
-            raise
         connector = self.ctx.session.connector
         if isinstance(connector, BoundedConnector):
             connector.watch(resp, self._extra_ignored)
-        if resp.status in (200, 206):
+        if resp.status in (200, 206) and not opts.proxy and not _env_proxy(resp.url):
             # What aiohttp sent to the final origin (its Host, credentials, cookies) is what a piece
             # request sends there too; Authorization dropped on a cross-origin redirect stays dropped.
             sent = resp.request_info.headers
@@ -206,34 +190,43 @@ class Transfer:
         That path is for what it knows: no proxy, no speed limit (a limited download is not short of
         CPU), an origin an earlier response of this run came from (its request is the template).
         """
-        task = self.task
-        if self._template is None or task.options.proxy:
+        if self._template is None:
+            return None  # no usable answer yet, or a proxy carries the requests
+        if self.task.bucket.rate is not None or self.ctx.global_bucket.rate is not None:
             return None
-        if task.bucket.rate is not None or self.ctx.global_bucket.rate is not None:
-            return None
-        u = URL(url)
         origin, headers = self._template
-        if u.origin() != origin or _env_proxy(u):
-            return None
-        return dict(headers)
+        return dict(headers) if URL(url).origin() == origin else None
 
     async def open_piece(self, url: str, headers: dict[str, str]) -> Piece:
         """Send a piece request on the range client holding a host slot; the caller closes the result."""
         opts = self.task.options
         u = URL(url)
-        slot = self.ctx.host_slot(u.host or "")
+        async with self._answer_within_deadline(u.host or "") as slot:
+            resp = await self.ctx.range_client.get(
+                u.with_user(None),
+                headers,
+                insecure=opts.insecure,
+                connect_timeout=opts.connect_timeout,
+                block=self._piece_block(),
+                on_surplus=self._extra_ignored,
+            )
+        return Piece(resp, slot)
+
+    @contextlib.asynccontextmanager
+    async def _answer_within_deadline(self, host: str) -> AsyncIterator[asyncio.Semaphore]:
+        """Hold a slot of ``host`` while a request's answer comes; released if the block raises.
+
+        A read timeout restarts with every byte, so a server trickling its header lines would hold
+        the request for ever: the whole answer (redirects included) gets a deadline, connect plus
+        read timeout, and missing it is a stall. On success the slot stays held for the caller.
+        """
+        opts = self.task.options
+        slot = self.ctx.host_slot(host)
         await slot.acquire()
         deadline = opts.connect_timeout + opts.timeout
         try:
             async with asyncio.timeout(deadline) as within:
-                resp = await self.ctx.range_client.get(
-                    u.with_user(None),
-                    headers,
-                    insecure=opts.insecure,
-                    connect_timeout=opts.connect_timeout,
-                    block=self._piece_block(),
-                    on_surplus=self._extra_ignored,
-                )
+                yield slot
         except TimeoutError:
             slot.release()
             if within.expired():
@@ -244,7 +237,6 @@ class Transfer:
         except BaseException:
             slot.release()
             raise
-        return Piece(resp, slot)
 
     def _piece_block(self) -> int:
         per_connection = BUFFER_BUDGET // 2 // max(1, self.task.max_connections)
@@ -415,20 +407,33 @@ class Transfer:
         started = flushed_at = time.monotonic()
         progressed = False
 
-        def count() -> int:
-            """Count the bytes that arrived since the last call; how many."""
+        def count() -> None:
+            """Count the bytes that arrived since the last call, up to the segment's end."""
+            nonlocal progressed
             arrived = min(first + body.received, min(seg.end, seg.committed)) - seg.pos
             if arrived > 0:
+                progressed = True
                 seg.pos += arrived
                 conn.meter.add(arrived)
                 task.meter.add(arrived)
                 self.ctx.received(arrived)
-            return max(0, arrived)
+
+        async def drain() -> None:
+            """Write the buffers that are ready (their bytes counted first) and hand them back."""
+            nonlocal offset, flushed_at
+            while body.ready:
+                count()
+                buffer, n = body.ready.popleft()
+                useful = min(n, min(seg.end, seg.committed, seg.pos) - offset)
+                if useful > 0:
+                    await self._write([memoryview(buffer)[:useful]], offset)
+                offset += n
+                resp.give_back(buffer)
+                flushed_at = time.monotonic()
 
         try:
             while True:
-                if count():
-                    progressed = True
+                count()
                 if task.bucket.rate is not None or global_bucket.rate is not None:
                     # A limit set while this piece runs: its rest is asked for again on the path
                     # that reads as little as the limit allows (this one reads whole buffers).
@@ -436,16 +441,8 @@ class Transfer:
                 now = time.monotonic()
                 if now - flushed_at >= FLUSH_INTERVAL:
                     resp.cut()
-                while body.ready:
-                    buffer, n = body.ready.popleft()
-                    useful = min(n, min(seg.end, seg.committed) - offset)
-                    if useful > 0:
-                        await self._write([memoryview(buffer)[:useful]], offset)
-                    offset += n
-                    resp.give_back(buffer)
-                    flushed_at = time.monotonic()
-                if count():
-                    progressed = True
+                await drain()
+                count()
                 if seg.pos >= min(seg.end, seg.committed) or conn.restart_requested:
                     break
                 if not body.left and not body.ready:
@@ -465,18 +462,10 @@ class Transfer:
                 except TimeoutError:
                     pass
         finally:
-            # Bytes that came before a failure are as good as any: count them, then write them.
-            if count():
-                progressed = True
+            # Bytes that came before a failure or a cut segment are as good as any: write them.
+            count()
             body.cut()
-            while body.ready:
-                # Bytes received but not yet written (a failure, a cut segment): keep what counts.
-                buffer, n = body.ready.popleft()
-                useful = min(n, min(seg.end, seg.committed, seg.pos) - offset)
-                if useful > 0:
-                    await self._write([memoryview(buffer)[:useful]], offset)
-                offset += n
-                body.give_back(buffer)
+            await drain()
         return progressed
 
     async def _write(self, chunks: list[bytes] | list[memoryview], offset: int) -> None:
