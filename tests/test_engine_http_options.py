@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from engine.models import TaskState
 from faultserver.content import KiB, expected_bytes
 from faultserver.server import FaultServer
 from tests.support.downloads import assert_exact, download, fast_config, opts
+from tests.support.tls import self_signed as make_self_signed
 
 SIZE = 192 * KiB
 
@@ -135,19 +135,7 @@ async def test_proxy_from_the_environment_and_no_proxy(
 
 @pytest.fixture(scope="module")
 def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )  # fmt: skip
-    return cert, key
+    return make_self_signed(tmp_path_factory.mktemp("tls"))
 
 
 @pytest_asyncio.fixture

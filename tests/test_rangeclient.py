@@ -11,7 +11,6 @@ import asyncio
 import os
 import re
 import ssl
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from engine.rangeclient import Body, BodyTruncated, CertificateUntrusted, Malfor
 from tests.support.downloads import download, fast_config, opts
 from tests.support.events import EventLog
 from tests.support.raw_server import RawServer
+from tests.support.tls import self_signed as make_self_signed
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -245,19 +245,7 @@ async def test_downloads_through_the_range_client_are_exact(
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )  # fmt: skip
-    return cert, key
+    return make_self_signed(tmp_path_factory.mktemp("tls"))
 
 
 async def test_pieces_over_tls_are_verified_and_kept_alive(
