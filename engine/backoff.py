@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from datetime import UTC
-from email.utils import parsedate_to_datetime
 
 _MAX_DOUBLINGS = 64
 """Past this many doublings every realistic cap has been reached; stops 2**n overflowing a float."""
@@ -31,6 +30,8 @@ def parse_retry_after(value: str | None, now: float, cap: float = 300.0) -> floa
     # HTTP's delta-seconds are ASCII digits only; str.isdigit() also accepts "²" and other scripts' digits.
     if value.isascii() and value.isdigit():
         return min(cap, float(value))
+    from email.utils import parsedate_to_datetime  # rare, and the email package is slow to import
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):

@@ -6,8 +6,6 @@ import asyncio
 import time
 from pathlib import Path
 
-import aiohttp
-
 from engine import control, partfile
 from engine.client import EngineError
 from engine.config import parse_checksum
@@ -29,7 +27,7 @@ from engine.probe import probe
 from engine.ranges import RangeSet
 from engine.segmented import SegmentedFetch
 from engine.task import Task
-from engine.transfer import Context, Response, Transfer, in_thread
+from engine.transfer import Context, Opened, Transfer, in_thread
 from engine.wholebody import fetch_whole
 
 
@@ -119,13 +117,13 @@ class Download(Transfer):
         task.last_modified = data.last_modified
         task.done = RangeSet(data.done) if data.resumable else RangeSet()
 
-    async def _probe(self) -> Response:
+    async def _probe(self) -> Opened:
         """Probe, then claim the final name, open the part file and record it; the response streams on."""
         task = self.task
         opened = await probe(self)
         try:
             if task.path is None:
-                await self._choose_path(opened.resp)
+                await self._choose_path(opened)
             await self._open_file(fresh=not task.done.covered)
             await self._checkpoint(durable=bool(task.done.covered))
         except BaseException:
@@ -147,10 +145,11 @@ class Download(Transfer):
 
     # ----- files ---------------------------------------------------------------------------
 
-    async def _choose_path(self, resp: aiohttp.ClientResponse) -> None:
+    async def _choose_path(self, opened: Opened) -> None:
         task = self.task
         directory = Path(task.options.directory)
-        name = choose_name(task.options.output, resp.headers.get("Content-Disposition"), str(resp.url))
+        disposition = opened.resp.headers.get("Content-Disposition")
+        name = choose_name(task.options.output, disposition, str(opened.url))
         claimed = self.ctx.claimed_paths()
         task.name, task.part_id = await asyncio.to_thread(partfile.claim_name, directory, name, claimed)
         assert task.name is not None

@@ -8,15 +8,13 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from engine import control
 from engine.backoff import backoff_delay
 from engine.bus import EventBus, Subscription
 from engine.client import EngineError
 from engine.config import EngineConfig, resolve_output, validate_options
-from engine.connector import BoundedConnector
 from engine.control import ControlData
 from engine.download import Download
 from engine.errors import DownloadError
@@ -42,6 +40,9 @@ from engine.ratemeter import RateMeter
 from engine.session import load_session, save_session
 from engine.task import Task
 from engine.tokenbucket import TokenBucket
+
+if TYPE_CHECKING:
+    import aiohttp
 
 READ_BUFSIZE = 256 * 1024
 """aiohttp's per-response buffer: big enough that fast loopback reads come in large pieces."""
@@ -74,6 +75,7 @@ class Engine:
         self._meter = RateMeter()
         self._downloaded = 0
         self._session: aiohttp.ClientSession | None = None
+        self._started = False
         self._range_client = RangeClient()
         self._ticker: asyncio.Task[None] | None = None
         self._closed = False
@@ -95,15 +97,8 @@ class Engine:
         await self.close()
 
     async def start(self) -> None:
-        """Open the HTTP session, restore a saved queue, start publishing progress."""
-        connector = BoundedConnector(limit=0, limit_per_host=0, ttl_dns_cache=60)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            trust_env=True,
-            auto_decompress=False,
-            read_bufsize=READ_BUFSIZE,
-            timeout=aiohttp.ClientTimeout(total=None),
-        )
+        """Restore a saved queue, start publishing progress (the HTTP session opens when first used)."""
+        self._started = True
         self._meter.start()
         if self.config.session_path:
             for entry in await load_session(Path(self.config.session_path)):
@@ -146,10 +141,31 @@ class Engine:
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        """The shared HTTP client session."""
+        """The shared HTTP client session, made when first asked for.
+
+        Not at start: importing aiohttp is a third of a short download's run, and a download the
+        range client carries alone (engine.transfer.Transfer.open_first) never needs it.
+        """
         if self._session is None:
-            raise EngineError("the engine is not started")
+            if not self._started or self._closed:
+                raise EngineError("the engine is not running")
+            import aiohttp
+
+            from engine.connector import BoundedConnector
+
+            self._session = aiohttp.ClientSession(
+                connector=BoundedConnector(limit=0, limit_per_host=0, ttl_dns_cache=60),
+                trust_env=True,
+                auto_decompress=False,
+                read_bufsize=READ_BUFSIZE,
+                timeout=aiohttp.ClientTimeout(total=None),
+            )
         return self._session
+
+    @property
+    def has_cookies(self) -> bool:
+        """Whether the HTTP client session holds cookies a server set (the range client sends none)."""
+        return self._session is not None and len(self._session.cookie_jar) > 0
 
     @property
     def range_client(self) -> RangeClient:
@@ -348,7 +364,7 @@ class Engine:
 
     def _schedule(self) -> None:
         """Start queued tasks in order while download slots are free."""
-        if self._closed or self._session is None:
+        if self._closed or not self._started:
             return
         running = sum(1 for t in self._tasks.values() if t.runner is not None)
         for task_id in self._order:

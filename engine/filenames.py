@@ -6,7 +6,6 @@ import posixpath
 import re
 import unicodedata
 from collections.abc import Callable
-from email.header import decode_header
 from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 from engine.escaping import DISPLAY_UNSAFE
@@ -148,6 +147,8 @@ def _decode_encoded_words(val: str) -> str:
     """Decode an RFC 2047 ``=?UTF-8?B?...?=`` name, which some servers send in ``filename``."""
     if not (val.startswith("=?") and val.endswith("?=")):
         return val
+    from email.header import decode_header  # rare, and the email package is slow to import
+
     try:
         parts = decode_header(val)
         return "".join(

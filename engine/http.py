@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import re
 import ssl
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
+from pathlib import Path
 from typing import Protocol
 
-import aiohttp
-from aiohttp.http_exceptions import HttpProcessingError
 from yarl import URL
 
 from engine.backoff import parse_retry_after
@@ -23,6 +25,7 @@ from engine.rangeclient import (
     CertificateUntrusted,
     ConnectFailed,
     ConnectTimedOut,
+    HostNotFound,
     MalformedResponse,
     ServerClosed,
 )
@@ -55,6 +58,41 @@ def request_headers(options: TaskOptions) -> dict[str, str]:
     for name, value in options.headers:
         headers[name] = value
     return headers
+
+
+def direct_headers(url: URL, options: TaskOptions) -> dict[str, str] | None:
+    """The whole header set of a GET of ``url`` sent by fetchtop's own client instead of aiohttp.
+
+    What aiohttp would send for it: Host, Accept, the task's headers, and URL credentials as Basic
+    auth unless an Authorization header is given. None when aiohttp must send it: credentials it
+    cannot encode, or a ``.netrc`` it would read (its session trusts the environment).
+    """
+    if _netrc_may_apply():
+        return None
+    given = request_headers(options)
+    names = {name.lower() for name in given}
+    headers = {} if "host" in names else {"Host": url.host_port_subcomponent or ""}
+    if "accept" not in names:
+        headers["Accept"] = "*/*"
+    headers.update(given)
+    if "authorization" in names:
+        return headers
+    if url.user is not None:
+        try:
+            token = f"{url.user}:{url.password or ''}".encode("latin-1")
+        except UnicodeEncodeError:
+            return None
+        headers["Authorization"] = "Basic " + base64.b64encode(token).decode("ascii")
+    return headers
+
+
+def _netrc_may_apply() -> bool:
+    """Whether aiohttp would find a ``.netrc`` (``$NETRC``, else the home directory's) to read."""
+    given = os.environ.get("NETRC")
+    try:
+        return (Path(given) if given else Path.home() / ".netrc").exists()
+    except (RuntimeError, OSError):
+        return True  # no home to look in, or an unreadable path: let aiohttp decide
 
 
 def request_url(url: str, headers: Mapping[str, str]) -> str:
@@ -163,6 +201,8 @@ def classify(exc: BaseException) -> DownloadError:
     """Turn a client exception into a DownloadError with a one-line reason."""
     if isinstance(exc, DownloadError):
         return exc
+    if isinstance(exc, HostNotFound):
+        return DownloadError(str(exc), permanent=True, kind=ErrorKind.DNS)
     if isinstance(exc, ConnectFailed):
         return DownloadError(str(exc), kind=ErrorKind.CONNECTION)
     if isinstance(exc, ConnectTimedOut):
@@ -175,6 +215,27 @@ def classify(exc: BaseException) -> DownloadError:
         return DownloadError(detail(str(exc)), kind=ErrorKind.CONNECTION)
     if isinstance(exc, MalformedResponse):
         return DownloadError(f"malformed response: {detail(str(exc))}", kind=ErrorKind.PROTOCOL)
+    if "aiohttp" in sys.modules:
+        # Only then can exc be one of aiohttp's (a run on the range client alone never imports it).
+        mapped = _classify_aiohttp(exc)
+        if mapped is not None:
+            return mapped
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return DownloadError("stalled: no data within the timeout", kind=ErrorKind.TIMEOUT)
+    if isinstance(exc, ConnectionError):
+        return DownloadError(
+            f"connection error: {detail(str(exc)) or type(exc).__name__}", kind=ErrorKind.CONNECTION
+        )
+    if isinstance(exc, OSError):
+        return DownloadError(f"I/O error: {exc.strerror or exc}", permanent=True, kind=ErrorKind.IO)
+    return DownloadError(f"{type(exc).__name__}: {detail(str(exc))}", kind=ErrorKind.ERROR)
+
+
+def _classify_aiohttp(exc: BaseException) -> DownloadError | None:
+    """:func:`classify` for aiohttp's exceptions; None for any other."""
+    import aiohttp
+    from aiohttp.http_exceptions import HttpProcessingError
+
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return DownloadError(f"unknown host: {exc.host}", permanent=True, kind=ErrorKind.DNS)
     if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
@@ -187,7 +248,7 @@ def classify(exc: BaseException) -> DownloadError:
         )
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return DownloadError("connect timed out", kind=ErrorKind.TIMEOUT)
-    if isinstance(exc, aiohttp.SocketTimeoutError | asyncio.TimeoutError | TimeoutError):
+    if isinstance(exc, aiohttp.SocketTimeoutError):
         return DownloadError("stalled: no data within the timeout", kind=ErrorKind.TIMEOUT)
     if isinstance(exc, aiohttp.ClientPayloadError):
         return truncated()
@@ -202,14 +263,12 @@ def classify(exc: BaseException) -> DownloadError:
         return DownloadError(
             f"malformed response: {detail(exc.message).rstrip(':') or 'unparsable'}", kind=ErrorKind.PROTOCOL
         )
-    if isinstance(exc, aiohttp.ClientError | ConnectionError):
+    if isinstance(exc, aiohttp.ClientError):
         # aiohttp quotes the proxy URL, password included, in a refused CONNECT's message.
         return DownloadError(
             f"connection error: {detail(str(exc)) or type(exc).__name__}", kind=ErrorKind.CONNECTION
         )
-    if isinstance(exc, OSError):
-        return DownloadError(f"I/O error: {exc.strerror or exc}", permanent=True, kind=ErrorKind.IO)
-    return DownloadError(f"{type(exc).__name__}: {detail(str(exc))}", kind=ErrorKind.ERROR)
+    return None
 
 
 @dataclass(frozen=True)

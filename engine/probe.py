@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 from yarl import URL
 
 from engine.errors import DownloadError, ErrorKind, RemoteChanged
 from engine.escaping import escape_controls
-from engine.http import Validators, classify, parse_content_range, response_error
+from engine.http import StatusLine, Validators, classify, parse_content_range, response_error
 from engine.models import TaskState
 from engine.redaction import redact
 from engine.segments import first_range
-from engine.transfer import Response, Transfer, validators_differ
+from engine.transfer import Opened, Transfer, validators_differ
 
 
-async def probe(t: Transfer) -> Response:
+async def probe(t: Transfer) -> Opened:
     """Send the first request and take in what it says of the file; the response keeps streaming.
 
     Retries transient failures within the task's budget and starts over (forgetting what is on disk)
@@ -38,7 +37,7 @@ async def probe(t: Transfer) -> Response:
         if if_range:
             headers["If-Range"] = if_range
         try:
-            opened = await t.open(task.url, headers)
+            opened = await t.open_first(task.url, headers)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # every client failure is classified, none escapes raw
@@ -54,7 +53,7 @@ async def probe(t: Transfer) -> Response:
             await t.retry_wait(retry, response_error(resp))
             continue
         try:
-            _accept(t, resp, start, asked, resuming)
+            _accept(t, opened, start, asked, resuming)
         except RemoteChanged as exc:
             opened.close()
             t.restart(str(exc))
@@ -65,7 +64,7 @@ async def probe(t: Transfer) -> Response:
         return opened
 
 
-def _accept(t: Transfer, resp: aiohttp.ClientResponse, start: int, asked: str, resuming: bool) -> None:
+def _accept(t: Transfer, opened: Opened, start: int, asked: str, resuming: bool) -> None:
     """Record size, range support and validators of a usable probe response in the task.
 
     A 206 may end before or after the range asked for (a file shorter than it, a server that caps or
@@ -73,6 +72,7 @@ def _accept(t: Transfer, resp: aiohttp.ClientResponse, start: int, asked: str, r
     asked and give the total size.
     """
     task = t.task
+    resp = opened.resp
     validators = Validators.of(resp.headers)
     if _empty_file(resp, start):
         # "416 bytes */0" is how a server says the file is empty: nothing to fetch.
@@ -101,14 +101,14 @@ def _accept(t: Transfer, resp: aiohttp.ClientResponse, start: int, asked: str, r
         if resuming or task.done.covered:
             t.restart("server no longer honours ranges; downloading again from the start")
         task.resumable = False
-        task.size = resp.content_length
+        task.size = opened.resp.content_length
     task.etag, task.last_modified = validators.etag, validators.last_modified
     # yarl percent-encodes what a Location held, but this is shown (TaskProbed): escape it anyway.
-    task.final_url = escape_controls(redact(resp.url))
-    t.url = _with_credentials(str(resp.url), task.url)
+    task.final_url = escape_controls(redact(opened.url))
+    t.url = _with_credentials(str(opened.url), task.url)
 
 
-def _empty_file(resp: aiohttp.ClientResponse, start: int) -> bool:
+def _empty_file(resp: StatusLine, start: int) -> bool:
     return (
         resp.status == 416
         and start == 0

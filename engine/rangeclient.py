@@ -20,6 +20,7 @@ the body, they are counted as surplus and the connection is closed.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 from collections import deque
@@ -49,6 +50,14 @@ class ConnectFailed(RangeClientError):
         self.host, self.port, self.error = host, port, error
 
 
+class HostNotFound(RangeClientError):
+    """The host name did not resolve."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(f"unknown host: {host}")
+        self.host = host
+
+
 class ConnectTimedOut(RangeClientError):
     """The connection (TCP and TLS) was not made within the connect timeout."""
 
@@ -76,12 +85,17 @@ class _Head:
         self.reason = ""
         self.headers: CIMultiDict[str] = CIMultiDict()
         self.complete = False
+        self.bad = False
 
+    # Decoded as aiohttp decodes them, so what is shown and escaped does not depend on the client.
     def on_status(self, status: bytes) -> None:
-        self.reason += status.decode("latin-1")
+        self.reason += status.decode("utf-8", "surrogateescape")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.add(name.decode("latin-1"), value.decode("latin-1"))
+        value = value.rstrip(b" \t")  # llhttp strips the blanks before a value, not after
+        if b"\0" in value:
+            self.bad = True  # as aiohttp: a NUL in a value is no header
+        self.headers.add(name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
 
     def on_headers_complete(self) -> None:
         self.complete = True
@@ -95,6 +109,8 @@ class Body:
     """
 
     def __init__(self, length: int, buffers: list[bytearray]) -> None:
+        self.length = length
+        """Bytes the body has, as its Content-Length declared."""
         self.left = length
         """Body bytes not yet received."""
         self.received = 0
@@ -154,6 +170,7 @@ class _Channel(asyncio.BufferedProtocol):
         self._mode = _IDLE
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
+        self._spoilt = False
         self._paused = False
         self.body: Body | None = None
         """The body being read, once its head is in."""
@@ -220,7 +237,12 @@ class _Channel(asyncio.BufferedProtocol):
     @property
     def usable(self) -> bool:
         """Whether the connection is open and idle with nothing unexpected on it."""
-        return self.transport is not None and not self.transport.is_closing() and self._error is None
+        return (
+            self.transport is not None
+            and not self.transport.is_closing()
+            and self._error is None
+            and not self._spoilt
+        )
 
     def send(self, request: bytes, block: int) -> None:
         """Send a request and start reading its response head; its body gets buffers of ``block``."""
@@ -277,21 +299,26 @@ class _Channel(asyncio.BufferedProtocol):
         self._wake()
 
     def _surplus(self, nbytes: int) -> None:
+        """Bytes past the end of a complete body: the response stands, the connection is spoilt."""
         if self.on_surplus is not None:
             self.on_surplus(nbytes)
-        self._fail(ServerClosed("the server sent bytes past the end of the response"))
+        self._spoilt = True
+        if self.transport is not None:
+            self.transport.close()
 
     def _parse_head(self) -> None:
-        end = self._head.find(b"\r\n\r\n", 0, self._head_len)
+        end = _head_end(self._head, self._head_len)
         if end < 0:
             if self._head_len == HEAD_LIMIT:
                 self._fail(MalformedResponse(f"response head longer than {HEAD_LIMIT} bytes"))
             return
         data = memoryview(self._head)[: self._head_len]
-        end += 4
         head = self.head
         assert head is not None
         parser = httptools.HttpResponseParser(head)
+        # The leniencies aiohttp's parser runs with: control characters in values (shown escaped)
+        # and a bare LF pass, so a response both clients see reads the same on either.
+        parser.set_dangerous_leniencies(lenient_headers=True, lenient_optional_cr_before_lf=True)
         try:
             parser.feed_data(data[:end])
         except httptools.HttpParserError as exc:
@@ -299,6 +326,9 @@ class _Channel(asyncio.BufferedProtocol):
             return
         if not head.complete:
             self._fail(MalformedResponse("incomplete head"))
+            return
+        if head.bad:
+            self._fail(MalformedResponse("NUL in a header value"))
             return
         status = parser.get_status_code()
         rest = data[end:]
@@ -315,7 +345,7 @@ class _Channel(asyncio.BufferedProtocol):
         self.keep_alive = parser.should_keep_alive()
         length = head.headers.get("Content-Length", "")
         framed = "Transfer-Encoding" not in head.headers and length.isascii() and length.isdigit()
-        if status != 206 or not framed:
+        if status not in (200, 206) or not framed:
             # Not ours to read: the caller closes this connection and asks aiohttp.
             self._mode = _IDLE
             self.on_surplus = None
@@ -342,6 +372,12 @@ class _Channel(asyncio.BufferedProtocol):
         self._wake()
 
 
+def _head_end(buffer: bytearray, length: int) -> int:
+    """Where the head in ``buffer[:length]`` ends (after its empty line, CRLF or a bare LF), or -1."""
+    ends = [at + len(mark) for mark in (b"\n\r\n", b"\n\n") if (at := buffer.find(mark, 0, length)) >= 0]
+    return min(ends, default=-1)
+
+
 class PieceResponse:
     """A response to a range request, its head read, its body arriving into :attr:`body`."""
 
@@ -358,7 +394,9 @@ class PieceResponse:
         self.headers: CIMultiDictProxy[str] = CIMultiDictProxy(head.headers)
         """The response headers, as sent (untrusted)."""
         self.body: Body | None = channel.body
-        """The body, for a 206 with a Content-Length; None otherwise."""
+        """The body, for a 200 or 206 with a Content-Length; None otherwise."""
+        self.content_length: int | None = None if channel.body is None else channel.body.length
+        """The body's declared length, when there is a body to read."""
         self._done = False
 
     async def wait(self) -> None:
@@ -449,7 +487,12 @@ class RangeClient:
             self.requests_sent += 1
             try:
                 while channel.status == 0:
-                    await channel.wait()
+                    try:
+                        await channel.wait()
+                    except ServerClosed:
+                        if channel.status:
+                            break  # closed after its head came (surplus, say): the response stands
+                        raise
             except ServerClosed:
                 channel.close()
                 if fresh or attempt:
@@ -505,6 +548,8 @@ class RangeClient:
             raise CertificateUntrusted(exc.verify_message or str(exc)) from None
         except TimeoutError:
             raise ConnectTimedOut(f"connect to {bare}:{port} timed out") from None
+        except socket.gaierror:
+            raise HostNotFound(bare) from None
         except OSError as exc:
             raise ConnectFailed(bare, port, exc) from None
         return channel
@@ -522,10 +567,11 @@ class RangeClient:
 
 
 def _request_bytes(url: URL, headers: Mapping[str, str]) -> bytes:
-    """The request head: the path and query as the URL encodes them, then ``headers``."""
+    """The request head: the path and query as the URL encodes them, then ``headers`` (UTF-8, as
+    aiohttp writes them)."""
     lines = [f"GET {url.raw_path_qs} HTTP/1.1"]
     for name, value in headers.items():
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
             raise ValueError(f"newline in header {name!r}")
         lines.append(f"{name}: {value}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")

@@ -13,7 +13,7 @@ from engine.models import MiB
 from engine.ratemeter import RateMeter
 from engine.segments import Segment, initial_plan, split_largest, split_slowest
 from engine.task import Connection
-from engine.transfer import Piece, Response, Transfer, made_progress, validators_differ
+from engine.transfer import Opened, Transfer, made_progress, validators_differ
 
 MIN_PIECE = 2 * MiB
 """Smallest range asked for in one request (except a segment's last bytes)."""
@@ -33,7 +33,7 @@ SLOW_GRACE = 5.0
 """Seconds a connection runs before it can be judged slow."""
 
 
-def _answered_end(first: Response, seg: Segment) -> int:
+def _answered_end(first: Opened, seg: Segment) -> int:
     """Where the bytes of the probe's 206 stop within ``seg``, the segment that starts where it did.
 
     The probe checked its Content-Range; should it not start at ``seg`` after all, none of its body
@@ -57,11 +57,11 @@ class SegmentedFetch:
         """The run this fetch belongs to."""
         self._pending: list[Segment] = []
 
-    async def run(self, first: Response) -> None:
+    async def run(self, first: Opened) -> None:
         """Fetch until no byte is missing, starting with ``first``, the probe's response (closed here)."""
         task = self.t.task
         assert task.size is not None
-        opened: Response | None = first
+        opened: Opened | None = first
         # A range handed back by a refused connection after its peers had left is picked up
         # by another round; two rounds that change nothing mean something is wrong.
         for _ in range(3):
@@ -128,7 +128,7 @@ class SegmentedFetch:
             task.plan.append(new)
         return new
 
-    async def _worker(self, segment: Segment | None, opened: Response | None) -> None:
+    async def _worker(self, segment: Segment | None, opened: Opened | None) -> None:
         task = self.t.task
         conn = Connection(self.t.connection_number())
         task.connections[conn.number] = conn
@@ -153,9 +153,9 @@ class SegmentedFetch:
             if opened is not None:
                 opened.close()
 
-    async def _fetch_segment(self, conn: Connection, seg: Segment, first: Response | None) -> None:
+    async def _fetch_segment(self, conn: Connection, seg: Segment, first: Opened | None) -> None:
         retry = self.t.retry()
-        opened: Response | Piece | None = first
+        opened: Opened | None = first
         while seg.pos < seg.end:
             before = seg.pos
             try:
@@ -196,7 +196,7 @@ class SegmentedFetch:
         per_connection = task.meter.speed / max(1, len(task.connections))
         return int(min(MAX_PIECE, max(MIN_PIECE, per_connection * PIECE_SECONDS)))
 
-    async def _request_range(self, seg: Segment) -> Response | Piece:
+    async def _request_range(self, seg: Segment) -> Opened:
         """Ask for the next piece of a segment; only the rest of it stays open to other connections."""
         task = self.t.task
         first = seg.pos
@@ -234,7 +234,7 @@ class SegmentedFetch:
             raise
         return opened
 
-    async def _open(self, headers: dict[str, str]) -> Response | Piece:
+    async def _open(self, headers: dict[str, str]) -> Opened:
         """Send a range request: on the range client when it can carry it, else through aiohttp."""
         url = self.t.url
         template = self.t.piece_headers(url)

@@ -5,30 +5,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-import aiohttp
 from yarl import URL
 
-from engine.connector import BoundedConnector
 from engine.control import ControlData
 from engine.errors import DownloadError, ErrorKind
+from engine.escaping import escape_controls
 from engine.events import Event, ExtraBytesIgnored, TaskRestarted, TaskRetrying
-from engine.http import Validators, local_error, request_headers, request_url, ssl_option, too_slow
+from engine.http import (
+    Validators,
+    direct_headers,
+    local_error,
+    request_headers,
+    request_url,
+    ssl_option,
+    too_slow,
+)
 from engine.lowspeed import LowSpeedCheck, floor_rate
 from engine.models import MiB
 from engine.partfile import PartFile
 from engine.rangeclient import PieceResponse, RangeClient
 from engine.ranges import RangeSet
+from engine.redaction import redact
 from engine.retry import Retry
 from engine.segments import Segment
 from engine.task import Connection, Task
 from engine.tokenbucket import TokenBucket
+
+if TYPE_CHECKING:
+    # Imported when a request needs it (Context.session): a download the range client carries alone
+    # never pays for aiohttp's import (a third of a short download's run).
+    import aiohttp
 
 T = TypeVar("T")
 
@@ -46,6 +59,12 @@ PROGRESS_INTERVAL = 0.25
 """Seconds between counting a slow piece's bytes into the meters (a fast one counts per buffer)."""
 _NOT_REPEATED = frozenset({"range", "if-range", "content-length", "transfer-encoding", "connection"})
 """Headers of the probe's request that a piece request sets for itself or leaves out."""
+_ORIGIN_BOUND = frozenset({"authorization", "cookie", "proxy-authorization"})
+"""Headers that never follow a redirect to another origin."""
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+"""Statuses whose Location is followed."""
+MAX_REDIRECTS = 20
+"""Redirects one request follows before it fails."""
 MAX_RESTARTS = 3
 """Times one run starts over because the remote file changed before it gives up."""
 
@@ -55,7 +74,12 @@ class Context(Protocol):
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        """The shared HTTP client session."""
+        """The shared HTTP client session, made (and aiohttp imported) when first asked for."""
+        ...
+
+    @property
+    def has_cookies(self) -> bool:
+        """Whether the HTTP client session holds cookies a server set (the range client sends none)."""
         ...
 
     @property
@@ -102,6 +126,11 @@ class Response:
     slot: asyncio.Semaphore
     """The host slot held until :meth:`close`."""
 
+    @property
+    def url(self) -> URL:
+        """Where the answer came from (after redirects), without credentials."""
+        return self.resp.url
+
     def close(self) -> None:
         """Release the connection and the host slot."""
         self.resp.release()
@@ -116,11 +145,17 @@ class Piece:
     """The response, its head read, its body arriving."""
     slot: asyncio.Semaphore
     """The host slot held until :meth:`close`."""
+    url: URL
+    """Where the answer came from (the range client follows no redirect), without credentials."""
 
     def close(self) -> None:
         """Release the connection (pooled if its body is complete) and the host slot."""
         self.resp.close()
         self.slot.release()
+
+
+Opened = Response | Piece
+"""A response whose body is still to be read: through aiohttp, or on the range client."""
 
 
 class Transfer:
@@ -146,10 +181,71 @@ class Transfer:
         """A number for a new connection, unique within this run."""
         return next(self._numbers)
 
-    async def open(self, url: str, headers: dict[str, str]) -> Response:
-        """Send a GET holding a host slot; the caller closes the result."""
+    async def open_first(self, url: str, headers: dict[str, str]) -> Opened:
+        """Send the probe: on the range client when it can carry it, else through aiohttp. The
+        caller closes the result.
+
+        The range client carries it with no proxy, no speed limit and no cookies from earlier
+        answers, what :meth:`piece_headers` allows later requests, so a plain download never makes
+        (nor imports) the aiohttp session; its headers become the pieces' template. Its answer is
+        returned when it has a body of declared length or is an error (the probe judges both); a
+        redirect is followed from its Location by aiohttp; anything else (a body of unknown length,
+        a redirect that sets a cookie) is asked for again through aiohttp, which frames or keeps it.
+        """
+        u = URL(url)
+        sent = None if self._proxied(u) or self._limited() else direct_headers(u, self.task.options)
+        if sent is None or self.ctx.has_cookies:
+            return await self.open(url, headers)
+        try:
+            piece = await self.open_piece(url, {**sent, **headers})
+        except ValueError as exc:
+            # A header the request cannot carry (a newline in it): nothing was sent, and a retry
+            # would build the very same request.
+            raise local_error(exc) from None
+        resp = piece.resp
+        if resp.body is not None:  # a 200 or 206 of declared length
+            self._template = (u.origin(), {k: v for k, v in sent.items() if k.lower() not in _NOT_REPEATED})
+            return piece
+        if resp.status >= 400:
+            return piece
+        piece.close()
+        location = resp.headers.get("Location")
+        if resp.status not in _REDIRECTS or location is None or "Set-Cookie" in resp.headers:
+            return await self.open(url, headers)
+        try:
+            target = u.join(URL(location))
+            cross_origin = target.origin() != u.origin()
+            if not cross_origin and target.user is None and u.user is not None:
+                # As aiohttp keeps its auth on a redirect within the origin.
+                target = target.with_user(u.user).with_password(u.password)
+        except ValueError:
+            raise DownloadError(
+                f"malformed URL: {escape_controls(redact(location))}", permanent=True, kind=ErrorKind.URL
+            ) from None
+        return await self.open(str(target), headers, followed=1, cross_origin=cross_origin)
+
+    def _proxied(self, url: URL) -> bool:
+        return bool(self.task.options.proxy) or _env_proxy(url)
+
+    def _limited(self) -> bool:
+        return self.task.bucket.rate is not None or self.ctx.global_bucket.rate is not None
+
+    async def open(
+        self, url: str, headers: dict[str, str], followed: int = 0, cross_origin: bool = False
+    ) -> Response:
+        """Send a GET through aiohttp holding a host slot; the caller closes the result.
+
+        ``followed`` redirects led here already, ``cross_origin`` from another origin: then, as
+        aiohttp itself does when it follows one, no Authorization or Cookie header goes along.
+        """
+        import aiohttp
+
+        from engine.connector import BoundedConnector
+
         opts = self.task.options
         all_headers = {**request_headers(opts), **headers}
+        if cross_origin:
+            all_headers = {k: v for k, v in all_headers.items() if k.lower() not in _ORIGIN_BOUND}
         try:
             async with self._answer_within_deadline(URL(url).host or "") as slot:
                 resp = await self.ctx.session.get(
@@ -161,7 +257,7 @@ class Transfer:
                         total=None, sock_connect=opts.connect_timeout, sock_read=opts.timeout
                     ),
                     allow_redirects=True,
-                    max_redirects=20,
+                    max_redirects=MAX_REDIRECTS - followed,
                     # Few connections get deep buffers (fewer, larger reads); many share the budget.
                     read_bufsize=self._read_bufsize(),
                 )
@@ -174,7 +270,7 @@ class Transfer:
         connector = self.ctx.session.connector
         if isinstance(connector, BoundedConnector):
             connector.watch(resp, self._extra_ignored)
-        if resp.status in (200, 206) and not opts.proxy and not _env_proxy(resp.url):
+        if resp.status in (200, 206) and not self._proxied(resp.url):
             # What aiohttp sent to the final origin (its Host, credentials, cookies) is what a piece
             # request sends there too; Authorization dropped on a cross-origin redirect stays dropped.
             sent = resp.request_info.headers
@@ -192,7 +288,7 @@ class Transfer:
         """
         if self._template is None:
             return None  # no usable answer yet, or a proxy carries the requests
-        if self.task.bucket.rate is not None or self.ctx.global_bucket.rate is not None:
+        if self._limited():
             return None
         origin, headers = self._template
         return dict(headers) if URL(url).origin() == origin else None
@@ -200,17 +296,17 @@ class Transfer:
     async def open_piece(self, url: str, headers: dict[str, str]) -> Piece:
         """Send a piece request on the range client holding a host slot; the caller closes the result."""
         opts = self.task.options
-        u = URL(url)
+        u = URL(url).with_user(None)
         async with self._answer_within_deadline(u.host or "") as slot:
             resp = await self.ctx.range_client.get(
-                u.with_user(None),
+                u,
                 headers,
                 insecure=opts.insecure,
                 connect_timeout=opts.connect_timeout,
                 block=self._piece_block(),
                 on_surplus=self._extra_ignored,
             )
-        return Piece(resp, slot)
+        return Piece(resp, slot, u)
 
     @contextlib.asynccontextmanager
     async def _answer_within_deadline(self, host: str) -> AsyncIterator[asyncio.Semaphore]:
@@ -383,18 +479,25 @@ class Transfer:
                 await self._write(chunks, offset)
         return progressed
 
-    async def stream_opened(self, conn: Connection, seg: Segment, opened: Response | Piece) -> bool:
+    async def stream_opened(
+        self, conn: Connection, seg: Segment, opened: Opened, ranged: bool = True
+    ) -> bool:
         """:meth:`stream` or :meth:`stream_piece`, as ``opened`` came; True if any byte came."""
         if isinstance(opened, Piece):
-            return await self.stream_piece(conn, seg, opened.resp)
+            return await self.stream_piece(conn, seg, opened.resp, ranged)
         return await self.stream(conn, seg, opened.resp)
 
-    async def stream_piece(self, conn: Connection, seg: Segment, resp: PieceResponse) -> bool:
+    async def stream_piece(
+        self, conn: Connection, seg: Segment, resp: PieceResponse, ranged: bool = True
+    ) -> bool:
         """Write a piece's body into the file as its buffers fill, until the segment's (moving) end.
 
         As :meth:`stream`, with the same lowest-speed rule, but the bytes are never copied on the
         way: each buffer the socket filled is written with one ``pwrite`` while the other fills.
         Meters are counted per buffer, or every :data:`PROGRESS_INTERVAL` when buffers fill slowly.
+        A speed limit set meanwhile ends a ``ranged`` piece early (its rest is asked for on the path
+        that reads no more than the limit allows); a whole body that cannot be asked for again in
+        parts is paced buffer by buffer instead.
         """
         task = self.task
         body = resp.body
@@ -428,13 +531,15 @@ class Transfer:
                 if useful > 0:
                     await self._write([memoryview(buffer)[:useful]], offset)
                 offset += n
+                if not ranged and (delay := max(task.bucket.reserve(n), global_bucket.reserve(n))) > 0:
+                    await asyncio.sleep(delay)  # the buffer stays held: reading waits too
                 resp.give_back(buffer)
                 flushed_at = time.monotonic()
 
         try:
             while True:
                 count()
-                if task.bucket.rate is not None or global_bucket.rate is not None:
+                if ranged and (task.bucket.rate is not None or global_bucket.rate is not None):
                     # A limit set while this piece runs: its rest is asked for again on the path
                     # that reads as little as the limit allows (this one reads whole buffers).
                     conn.restart_requested = True
@@ -488,6 +593,10 @@ def made_progress(conn: Connection, seg: Segment, before: int) -> bool:
 
 def _env_proxy(url: URL) -> bool:
     """Whether a proxy from the environment applies to ``url`` (aiohttp's session trusts the env)."""
+    if not any(name.lower().endswith("_proxy") for name in os.environ):
+        return False  # the common case, without importing urllib.request (and http.client, email)
+    import urllib.request
+
     proxies = urllib.request.getproxies_environment()
     if url.scheme not in proxies:
         return False

@@ -9,13 +9,13 @@ from engine.http import classify, response_error, truncated
 from engine.ranges import RangeSet
 from engine.segments import Segment
 from engine.task import Connection
-from engine.transfer import Response, Transfer, made_progress
+from engine.transfer import Opened, Transfer, made_progress
 
 
-async def fetch_whole(t: Transfer, first: Response) -> None:
+async def fetch_whole(t: Transfer, first: Opened) -> None:
     """One stream from byte 0, starting with the probe's response ``first``; a failure starts it over."""
     task = t.task
-    opened: Response | None = first
+    opened: Opened | None = first
     retry = t.retry()
     while True:
         if opened is None:
@@ -42,7 +42,7 @@ async def fetch_whole(t: Transfer, first: Response) -> None:
         conn.meter.start()
         task.connections = {1: conn}
         try:
-            await t.stream(conn, seg, opened.resp)
+            await t.stream_opened(conn, seg, opened, ranged=False)
             if declared is not None and seg.pos < declared:
                 raise truncated()
             task.size = seg.pos

@@ -97,7 +97,9 @@ async def test_chunked_body_of_unknown_length(fault_server: FaultServer, downloa
     probed = log.of(TaskProbed, task.id)
     assert probed and probed[0].size is None  # nothing told the size up front
     assert task.size == size  # learnt at the end
-    assert fault_server.stats("chunked.bin").requests == 1
+    # The range client frames bodies of declared length only: this one is asked for again through
+    # aiohttp, which decodes the chunks (the first answer is closed after its head).
+    assert fault_server.stats("chunked.bin").requests == 2
 
 
 async def test_chunked_ranged_responses_still_segment(fault_server: FaultServer, download_dir: Path) -> None:

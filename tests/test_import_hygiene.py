@@ -54,8 +54,10 @@ GET_UNNEEDED = (
     "tui.app",
     # The metrics endpoint, loaded for --metrics-port only.
     "prometheus_client",
-    "aiohttp.web",
     "engine.metrics",
+    # aiohttp itself (a third of a short run): a plain ranged download is the range client's alone.
+    "aiohttp",
+    "engine.connector",
     # The daemon.
     "engine.daemon",
     # The engine's file work runs in asyncio's own executor.

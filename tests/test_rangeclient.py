@@ -334,3 +334,37 @@ def test_a_body_hands_over_every_byte_once_in_order(
         out += buffer[:n]
     assert bytes(out) == data
     assert body.received == length
+
+
+async def _head_of(answer: bytes) -> tuple[int, dict[str, str]]:
+    """Status and headers the client read from a server answering ``answer`` (then closing)."""
+    async with RawServer(answer) as srv:
+        url = URL(srv.url("/file.bin"))
+        client = RangeClient()
+        try:
+            resp = await client.get(
+                url,
+                {"Host": f"{url.host}:{url.port}"},
+                insecure=False,
+                connect_timeout=5,
+                block=KiB,
+                on_surplus=_ignore,
+            )
+            resp.close()
+        finally:
+            client.close()
+    return resp.status, dict(resp.headers)
+
+
+async def test_a_head_is_read_as_aiohttp_reads_it() -> None:
+    # Bare LFs, control characters in a value (escaped wherever shown), blanks after a value, UTF-8.
+    status, headers = await _head_of(
+        b'HTTP/1.1 200 OK\nContent-Length: 0\nETag: "v1\x1b]0;x\x07"  \nX-Name: caf\xc3\xa9\n\n'
+    )
+    assert status == 200
+    assert headers["ETag"] == '"v1\x1b]0;x\x07"' and headers["X-Name"] == "café"
+
+
+async def test_a_nul_in_a_header_value_is_a_malformed_response() -> None:
+    with pytest.raises(MalformedResponse):
+        await _head_of(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Bad: a\x00b\r\n\r\n")
