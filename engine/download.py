@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 
-from engine import control, partfile
+from engine import checkpointing, control, partfile
 from engine.client import EngineError
 from engine.config import parse_checksum
 from engine.control import ControlData, UntrustedFile
@@ -127,7 +127,12 @@ class Download(Transfer):
             if task.path is None:
                 await self._choose_path(opened.resp)
             await self._open_file(fresh=not task.done.covered)
-            await self._checkpoint(durable=bool(task.done.covered))
+            if task.done.covered:
+                # Resuming: record the new part file identity and validators before more bytes come.
+                # A fresh start writes no control file yet: most small files are done before the
+                # first checkpoint, and a part file with no control file is never adopted, so an
+                # early crash costs a fresh download under a numbered name, never wrong bytes.
+                await self._checkpoint()
         except BaseException:
             opened.close()
             raise
@@ -191,19 +196,33 @@ class Download(Transfer):
     # ----- persistence and the end -----------------------------------------------------------
 
     async def _checkpoint_loop(self) -> None:
+        """Checkpoint while data flows, starting the writeback of new data early in between.
+
+        The first checkpoint comes one interval after the probe, so a download done sooner never
+        writes a control file. The interval stretches with the last sync's duration (a slow disk)
+        and the writeback kicks keep each fsync short (engine.checkpointing).
+        """
+        base = self.ctx.checkpoint_interval
+        interval = checkpointing.next_interval(0.0, base)
         while True:
-            await asyncio.sleep(self.ctx.checkpoint_interval)
-            await self._checkpoint()
+            due = time.monotonic() + interval
+            while (left := due - time.monotonic()) > 0:
+                await asyncio.sleep(min(left, checkpointing.kick_period(interval)))
+                if due - time.monotonic() > 0 and self.file is not None:
+                    await in_thread(self.file.start_writeback)
+            took = await self._checkpoint()
+            interval = checkpointing.next_interval(took or 0.0, base)
 
-    async def _checkpoint(self, durable: bool = True) -> None:
-        """Make written data durable, then record it in the control file.
+    async def _checkpoint(self) -> float | None:
+        """Make written data durable, then record it in the control file; seconds the fsync took.
 
-        A control file that cannot be written is published (once per run of failures) and
-        retried at the next checkpoint; only a failure to sync the data raises.
+        A control file claiming no bytes is written without fsyncs (losing it loses nothing). A
+        control file that cannot be written is published (once per run of failures) and retried at
+        the next checkpoint (None is returned); only a failure to sync the data raises.
         """
         task = self.task
         if self.file is None or task.control_path is None or task.name is None:
-            return
+            return None
         async with self._ctrl_lock:
             data = ControlData(
                 url=task.display_url,
@@ -217,17 +236,18 @@ class Download(Transfer):
             )
             file, path = self.file, task.control_path
             try:
-                await in_thread(file.sync_and_record, path, data, durable)
+                took = await in_thread(file.sync_and_record, path, data, bool(data.done))
             except ControlWriteError as exc:
                 # Not the download's failure: the data is on disk and the old control file
                 # (claiming less) still resumes it, so go on and try again next checkpoint.
                 if task.checkpoint_error != exc.reason:
                     task.checkpoint_error = exc.reason
                     self.ctx.publish(CheckpointFailed(time.time(), task.id, reason=exc.reason))
-                return
+                return None
             if task.checkpoint_error is not None:
                 task.checkpoint_error = None
                 self.ctx.publish(CheckpointRecovered(time.time(), task.id))
+            return took
 
     async def _finish(self) -> None:
         task = self.task

@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 import stat
+import time
 from pathlib import Path
 
 from engine import control
@@ -24,6 +25,7 @@ from engine.control import ControlData, FileId, UntrustedFile
 from engine.errors import ControlWriteError
 from engine.filenames import unique_name
 from engine.models import MiB
+from engine.writeback import DirtyRanges, start_writeback
 
 PART_MODE = 0o600
 """Permissions of a new part file: only the user reads the bytes before they are verified and placed."""
@@ -118,6 +120,8 @@ class PartFile:
         """The open descriptor (read and write)."""
         self.identity = identity
         """The file's ``(st_dev, st_ino)``, recorded in its control file."""
+        self.dirty = DirtyRanges()
+        """Ranges written since the last early writeback kick."""
 
     @classmethod
     def open(cls, path: Path, size: int | None, fresh: bool, identity: FileId | None) -> PartFile:
@@ -162,27 +166,39 @@ class PartFile:
                 n = os.pwrite(self.fd, rest, offset + written)
                 written += n
                 rest = rest[n:]
+        self.dirty.add(offset, offset + total)
         return total
+
+    def start_writeback(self) -> int:
+        """Start (not wait for) the writeback of what was written since the last call; ranges asked.
+
+        Best effort (engine.writeback): it only makes the next fsync shorter.
+        """
+        return start_writeback(self.fd, self.dirty.take())
 
     def truncate_and_sync(self, size: int) -> None:
         """Cut the file to ``size`` bytes and make it durable."""
         os.ftruncate(self.fd, size)
         os.fsync(self.fd)
 
-    def sync_and_record(self, control_file: Path, data: ControlData, durable: bool) -> None:
-        """Make written data durable, then replace the control file claiming it.
+    def sync_and_record(self, control_file: Path, data: ControlData, durable: bool) -> float:
+        """Make written data durable, then replace the control file claiming it; seconds the fsync took.
 
         In this order, so that after a crash the control file never claims a byte that is not on
         disk; ``durable=False`` (nothing claimed yet) skips the fsyncs. A failed fsync of the data
         raises OSError; a failed control write raises ControlWriteError, the previous control file
         (claiming no more than is on disk) left as it was.
         """
+        took = 0.0
         if durable:
+            started = time.monotonic()
             os.fsync(self.fd)
+            took = time.monotonic() - started
         try:
             control.write_control(control_file, data, durable)
         except OSError as exc:
             raise ControlWriteError(exc.strerror or str(exc)) from exc
+        return took
 
     def hash(self, algo: str) -> str:
         """The hex digest of the whole file with ``hashlib`` algorithm ``algo``."""
