@@ -4,7 +4,8 @@ Linux's ``sync_file_range(fd, offset, nbytes, SYNC_FILE_RANGE_WRITE)`` queues th
 range for writing and returns without waiting for them (nor for the metadata: it promises nothing
 about durability, which stays the fsync's job). Python's ``os`` has no binding, so it is called
 through ctypes on libc, looked up on first use. Best effort throughout: no libc symbol, a kernel or
-file system that refuses the call (ENOSYS, EINVAL, ESPIPE...) turns it into a no-op for the process.
+kernel without the call (ENOSYS) turns it into a no-op for the process, a file that refuses it
+(EINVAL, ESPIPE...) into a no-op for that call.
 Calls block at most as long as the kernel takes to queue the pages: they run in worker threads.
 """
 
@@ -73,9 +74,11 @@ def start_writeback(fd: int, ranges: list[tuple[int, int]]) -> int:
             continue  # a signal came in: the checkpoint's fsync writes the range all the same
         elif err in (errno.EIO, errno.ENOSPC, errno.ENOMEM):
             return asked  # the disk's trouble: the fsync at the checkpoint reports it
-        else:
-            _disable()  # ENOSYS, EINVAL, ESPIPE, EBADF...: this platform does not have it
+        elif err in (errno.ENOSYS, errno.EPERM):
+            _disable()  # this kernel (or its sandbox) has no such call: stop asking
             return asked
+        else:
+            return asked  # EINVAL, ESPIPE, EBADF...: this file cannot take it; the fsync still does
     return asked
 
 
