@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 from engine.ranges import RangeSet
 
+WRITEBACK_ENV = "FETCHTOP_EARLY_WRITEBACK"
+"""Set to ``off`` to never start writeback early (for the benchmark, to measure what it buys)."""
 SYNC_FILE_RANGE_WRITE = 2
 """From <linux/fs.h>: start writeback of the range's dirty pages that are not already under writeback."""
 
@@ -33,6 +35,8 @@ def _sync_file_range() -> _Call | None:
     with _lookup_lock:
         if not _looked_up:
             _looked_up = True
+            if os.environ.get(WRITEBACK_ENV, "").strip().lower() == "off":
+                return None
             try:
                 import ctypes  # only here: most runs of the CLI never need it
 
