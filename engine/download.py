@@ -125,8 +125,9 @@ class Download(Transfer):
         opened = await probe(self)
         try:
             if task.path is None:
-                await self._choose_path(opened.resp)
-            await self._open_file(fresh=not task.done.covered)
+                await self._choose_path(opened.resp)  # claims the name and opens its new part file
+            else:
+                await self._open_file(fresh=not task.done.covered)
             if task.done.covered:
                 # Resuming: record the new part file identity and validators before more bytes come.
                 # A fresh start writes no control file yet: most small files are done before the
@@ -153,13 +154,21 @@ class Download(Transfer):
     # ----- files ---------------------------------------------------------------------------
 
     async def _choose_path(self, resp: aiohttp.ClientResponse) -> None:
+        """Claim a free final name for the response and open its new part file."""
         task = self.task
         directory = Path(task.options.directory)
         name = choose_name(task.options.output, resp.headers.get("Content-Disposition"), str(resp.url))
         claimed = self.ctx.claimed_paths()
-        task.name, task.part_id = await asyncio.to_thread(partfile.claim_name, directory, name, claimed)
-        assert task.name is not None
-        task.path = directory / task.name
+        await self._close_file()
+
+        def undo(got: tuple[str, PartFile]) -> None:
+            got[1].close()  # claimed after a cancel: the part file stays, its descriptor must not
+
+        claim = partfile.claim_and_open
+        chosen, file = await in_thread(claim, directory, name, claimed, task.size, undo=undo)
+        task.name, self.file = chosen, file
+        task.part_id = file.identity
+        task.path = directory / chosen
         # Guards against a name that sanitising missed: the file must stay in the directory.
         if task.path.parent != directory or task.path.name != task.name:
             raise DownloadError(f"unsafe file name {task.name!r}", permanent=True, kind=ErrorKind.NAME)
@@ -255,8 +264,10 @@ class Download(Transfer):
         size = task.size or 0
         file = self.file
         assert file is not None
-        await in_thread(file.truncate_and_sync, size)
+        cut: int | None = size  # cut and synced in the placing thread: one hop fewer per small file
         if task.options.checksum:
+            await in_thread(file.truncate_and_sync, size)
+            cut = None
             task.set_state(TaskState.VERIFYING)
             self.ctx.publish(TaskVerifying(time.time(), task.id))
             algo, expected = self._expected_digest()
@@ -274,7 +285,7 @@ class Download(Transfer):
         # The placement closes the file: from here on the worker thread owns the descriptor.
         self.file = None
         claimed = self.ctx.claimed_paths() - {task.path}
-        placing = asyncio.ensure_future(asyncio.to_thread(self._place_final, file, claimed))
+        placing = asyncio.ensure_future(asyncio.to_thread(self._place_final, file, claimed, cut))
         try:
             final = await asyncio.shield(placing)
         except asyncio.CancelledError:
@@ -300,11 +311,20 @@ class Download(Transfer):
         except EngineError as exc:
             raise DownloadError(str(exc), permanent=True, kind=ErrorKind.CHECKSUM) from None
 
-    def _place_final(self, file: PartFile, claimed: set[Path]) -> Path:
-        """Give the part file its final name without ever replacing an existing file (blocking)."""
+    def _place_final(self, file: PartFile, claimed: set[Path], cut: int | None) -> Path:
+        """Give the part file its final name without ever replacing an existing file (blocking).
+
+        With ``cut``, first cut the file to that size and make it durable (else that was done).
+        """
         task = self.task
         assert task.path is not None and task.part_path is not None and task.name is not None
         assert task.control_path is not None
+        if cut is not None:
+            try:
+                file.truncate_and_sync(cut)
+            except BaseException:
+                file.close()  # placing owns the descriptor: nobody else will close it
+                raise
         try:
             final = partfile.place_final(
                 file, task.part_path, task.control_path, task.path.parent, task.name, claimed
