@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 
-from engine import checkpointing, control, partfile
+from engine import checkpointing, control, partfile, writeback
 from engine.client import EngineError
 from engine.config import parse_checksum
 from engine.control import ControlData, UntrustedFile
@@ -218,9 +218,19 @@ class Download(Transfer):
             while (left := due - time.monotonic()) > 0:
                 await asyncio.sleep(min(left, checkpointing.kick_period(interval)))
                 if due - time.monotonic() > 0 and self.file is not None:
-                    await in_thread(self.file.start_writeback)
+                    await self._kick_writeback(self.file)
             took = await self._checkpoint()
             interval = checkpointing.next_interval(took or 0.0, base)
+
+    async def _kick_writeback(self, file: PartFile) -> None:
+        """Start the writeback of what was written since the last kick, in the writeback thread."""
+        work = asyncio.get_running_loop().run_in_executor(writeback.executor(), file.start_writeback)
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # As in_thread: the descriptor must outlive the call that uses it.
+            await asyncio.wait([work])
+            raise
 
     async def _checkpoint(self) -> float | None:
         """Make written data durable, then record it in the control file; seconds the fsync took.

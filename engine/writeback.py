@@ -15,6 +15,7 @@ import errno
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from engine.ranges import RangeSet
 
@@ -23,6 +24,7 @@ WRITEBACK_ENV = "FETCHTOP_EARLY_WRITEBACK"
 SYNC_FILE_RANGE_WRITE = 2
 """From <linux/fs.h>: start writeback of the range's dirty pages that are not already under writeback."""
 
+_executor: ThreadPoolExecutor | None = None
 _Call = Callable[[int, int, int, int], int]
 _call: _Call | None = None
 _looked_up = False
@@ -108,3 +110,16 @@ class DirtyRanges:
 def available() -> bool:
     """Whether early writeback works here (for the README's claims and the tests)."""
     return _sync_file_range() is not None and os.name == "posix"
+
+
+def executor() -> ThreadPoolExecutor:
+    """The one thread the kicks of every download run in, made on first use.
+
+    Not asyncio's default executor: a kick may block while the disk's queue is full, and in that pool
+    it would hold a thread the downloads' writes need.
+    """
+    global _executor
+    with _lookup_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fetchtop-writeback")
+        return _executor
