@@ -125,14 +125,15 @@ class Download(Transfer):
         opened = await probe(self)
         try:
             if task.path is None:
+                # A name claimed just now has no control file, and gets none until the first
+                # checkpoint: most small files are done before it, and a part file without a control
+                # file is never adopted, so an early crash costs a fresh download under a numbered
+                # name, never wrong bytes.
                 await self._choose_path(opened.resp)  # claims the name and opens its new part file
             else:
+                # A known name may have a control file (resumed, paused, restarted): bring it up to
+                # date with this part file and these validators before more bytes come.
                 await self._open_file(fresh=not task.done.covered)
-            if task.done.covered:
-                # Resuming: record the new part file identity and validators before more bytes come.
-                # A fresh start writes no control file yet: most small files are done before the
-                # first checkpoint, and a part file with no control file is never adopted, so an
-                # early crash costs a fresh download under a numbered name, never wrong bytes.
                 await self._checkpoint()
         except BaseException:
             opened.close()
@@ -187,9 +188,13 @@ class Download(Transfer):
                 PartFile.open, part, task.size, fresh, task.part_id, undo=PartFile.close
             )
         except FileNotFoundError:
-            # Deleted while paused: what it held is gone, so start this file over.
+            # Deleted while paused: what it held is gone, so start this file over. Its control file
+            # goes first: the new part file may get the old one's inode number, and must not be
+            # taken for it after a crash.
             task.done = RangeSet()
             task.plan = []
+            if task.control_path is not None:
+                await asyncio.to_thread(partfile.remove_durably, task.control_path)
             self.ctx.publish(TaskRestarted(time.time(), task.id, reason="partial file disappeared"))
             self.file = await in_thread(PartFile.open, part, task.size, True, None, undo=PartFile.close)
         except UntrustedFile as exc:

@@ -151,3 +151,32 @@ def test_the_checkpoint_interval_comes_from_the_environment(monkeypatch: pytest.
     assert EngineConfig().checkpoint_interval == BASE_INTERVAL
     monkeypatch.delenv(INTERVAL_ENV)
     assert EngineConfig().checkpoint_interval == BASE_INTERVAL
+
+
+async def test_a_part_file_deleted_while_paused_takes_its_control_file_with_it(
+    fault_server: FaultServer, download_dir: Path
+) -> None:
+    size = 1 * MiB
+    url = fault_server.add_file("gone.bin", size, rate=256 * KiB)
+    control = download_dir / "gone.bin.part.json"
+    part = download_dir / "gone.bin.part"
+    async with Engine(fast_config(checkpoint_interval=30.0)) as engine:
+        tid = await engine.add(url, opts(download_dir, connections=1))
+        await wait_for_state(engine, tid, lambda t: t.done > 0)
+        await engine.pause(tid)
+        await wait_for_state(engine, tid, lambda t: t.state is TaskState.PAUSED)
+        assert claimed_bytes(read_control(control)) > 0
+        part.unlink()
+        await engine.resume(tid)
+        await wait_for_state(engine, tid, lambda t: t.state is TaskState.DOWNLOADING and t.done > 0)
+        # The new part file may reuse the old inode number: no control file may claim the old bytes
+        # now, or a crash would resume zeros as data: the probe rewrote it for the new file, empty.
+        ctrl = read_control(control)
+        assert ctrl is not None
+        st = part.stat()
+        assert ctrl["part"] == [st.st_dev, st.st_ino]
+        assert claimed_bytes(ctrl) == 0
+        fault_server.update("gone.bin", rate=None)
+        task = await wait_until_done(engine, tid)
+    assert task.state is TaskState.COMPLETED, task.error
+    assert_exact(task.path, "gone.bin", size)
