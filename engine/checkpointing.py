@@ -19,6 +19,9 @@ SYNC_FACTOR = 4.0
 """The interval is at least this many times the last sync's duration."""
 WRITEBACK_KICKS = 4
 """Times per interval the writeback of newly written ranges is started early."""
+KICK_MIN_BYTES = 4 * 1024 * 1024
+"""Bytes written since the last kick below which a kick is skipped: the fsync of so little is quick,
+and 50 slow downloads would otherwise make 200 pointless thread hops a second."""
 MIN_KICK_PERIOD = 0.05
 """Shortest pause between two writeback kicks (an interval of a test may be tiny)."""
 INTERVAL_ENV = "FETCHTOP_CHECKPOINT_INTERVAL"

@@ -222,8 +222,14 @@ class Download(Transfer):
             due = time.monotonic() + interval
             while (left := due - time.monotonic()) > 0:
                 await asyncio.sleep(min(left, checkpointing.kick_period(interval)))
-                if due - time.monotonic() > 0 and self.file is not None:
-                    await self._kick_writeback(self.file)
+                file = self.file
+                if (
+                    due - time.monotonic() > 0
+                    and file is not None
+                    and file.dirty.pending >= checkpointing.KICK_MIN_BYTES
+                    and writeback.available()
+                ):
+                    await self._kick_writeback(file)
             took = await self._checkpoint()
             interval = checkpointing.next_interval(took or 0.0, base)
 

@@ -94,16 +94,20 @@ class DirtyRanges:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._ranges = RangeSet()
+        self.pending = 0
+        """Bytes recorded since the last :meth:`take` (a rewritten byte counts twice)."""
 
     def add(self, start: int, end: int) -> None:
         """Record that ``[start, end)`` was just written."""
         with self._lock:
             self._ranges.add(start, end)
+            self.pending += end - start
 
     def take(self) -> list[tuple[int, int]]:
         """The ranges recorded since the last call, merged, and forget them."""
         with self._lock:
             ranges, self._ranges = self._ranges, RangeSet()
+            self.pending = 0
         return ranges.as_list()
 
 

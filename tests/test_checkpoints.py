@@ -120,8 +120,11 @@ def test_early_writeback_covers_each_written_range_once(tmp_path: Path) -> None:
         file.write([b"a" * MiB], 0)
         file.write([b"b" * MiB], MiB)  # touches the first: one range
         file.write([b"c" * KiB], 3 * MiB)
+        # What the checkpoint loop looks at before it bothers a thread with a kick.
+        assert file.dirty.pending == 2 * MiB + KiB
         expected = 2 if writeback.available() else 0
         assert file.start_writeback() == expected
+        assert file.dirty.pending == 0
         assert file.start_writeback() == 0  # nothing written since
         file.write([b"d" * KiB], 2 * MiB)
         assert file.start_writeback() == (1 if writeback.available() else 0)
