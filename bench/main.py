@@ -228,7 +228,7 @@ def _document(
         "",
         "Method: nginx 1 worker on 127.0.0.1 (sendfile on for HTTP; HTTPS with a certificate from a CA "
         "the benchmark makes, TLS in nginx's user space) serves random files from page cache. Scenarios "
-        "1-7 write to a fresh directory on the disk; 8-12 into "
+        "1-7 and 13 write to a fresh directory on the disk; 8-12 into "
         + (tmpfs_how or "a tmpfs")
         + ", so what remains is what the code costs. Every output's SHA-256 is checked. Values are "
         "medians of the measured runs; peak RSS is the largest of them. Ratios (and start-up "

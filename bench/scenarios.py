@@ -1,7 +1,8 @@
 """The scenarios run by the generic runner: which tools, with which command lines, on which files.
 
 1-5 and 7 are issue 6's, downloading to the disk; 8-12 are issue 12's, downloading into a tmpfs so
-that what remains is what the code costs (plain HTTP and TLS, one and 16 connections, start-up). In
+that what remains is what the code costs (plain HTTP and TLS, one and 16 connections, start-up);
+13 is the cost of checkpoints on the disk (the same download with them on and off). In
 every round each tool runs once, in the order listed (fetchtop first), so fetchtop's run and its
 reference's run of one round form a pair measured under the same load."""
 
@@ -61,6 +62,13 @@ class Tool:
     """Its command line."""
     env: Env | None = None
     """Variables added to the clean client environment (fetchtop's CA, which has no option)."""
+    needs: str = ""
+    """The binary needed, when the key is not it (two fetchtop variants in one scenario)."""
+
+    @property
+    def binary(self) -> str:
+        """The tool whose absence keeps this one from running."""
+        return self.needs or self.key
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,17 @@ def _trust_ca(inv: Invocation) -> dict[str, str]:
     """fetchtop has no CA option (only --insecure): aiohttp's default SSL context loads OpenSSL's
     default verify paths, and ``SSL_CERT_FILE`` replaces the default CA file."""
     return {"SSL_CERT_FILE": str(inv.cacert)}
+
+
+def _checkpoints_off(inv: Invocation) -> dict[str, str]:
+    """The benchmark's switch: a checkpoint interval so long that none comes during the run (the
+    final fsync and rename stay, so what differs is the checkpoints alone)."""
+    return {"FETCHTOP_CHECKPOINT_INTERVAL": "off"}
+
+
+def _writeback_off(inv: Invocation) -> dict[str, str]:
+    """Checkpoints on, but no early writeback between them: what ``sync_file_range`` buys."""
+    return {"FETCHTOP_EARLY_WRITEBACK": "off"}
 
 
 def _curl(inv: Invocation) -> list[str]:
@@ -281,6 +300,19 @@ SCENARIOS: dict[int, Scenario] = {
         target="tmpfs",
         compare="difference",
     ),
+    13: Scenario(
+        13,
+        "Checkpoints: 1 GiB, 16 connections, to the disk: on, off, on without early writeback",
+        "f",
+        lambda d: (d.big,),
+        (
+            Tool("fetchtop", _ft("-x16")),
+            Tool("fetchtop-off", _ft("-x16"), env=_checkpoints_off, needs="fetchtop"),
+            Tool("fetchtop-nowb", _ft("-x16"), env=_writeback_off, needs="fetchtop"),
+        ),
+        reference="fetchtop-off",
+        timeout=180,
+    ),
 }
 """Every scenario run by the generic runner (6 is the dashboard, see bench.dashboard)."""
 
@@ -362,7 +394,7 @@ def run_scenario(scenario: Scenario, ctx: Context, runs: int, warmups: int) -> l
     files = scenario.files(ctx.data)
     for round_no in range(warmups + runs):
         for tool in scenario.tools:
-            if tool.key in ctx.unavailable:
+            if tool.binary in ctx.unavailable:
                 continue
             record = _run_once(scenario, tool, ctx, files, round_no, warmup=round_no < warmups)
             records.append(record)

@@ -34,9 +34,10 @@ SCENARIO_NAMES: dict[int, str] = {
     10: "plain-x16",
     11: "tls-x16",
     12: "startup",
+    13: "checkpoints",
 }
 """Every scenario by number and by the name ``--only`` also accepts: 1-7 from issue 6 (on the disk),
-8-12 from issue 12 (into tmpfs)."""
+8-12 from issue 12 (into tmpfs), 13 the checkpoints' cost (on the disk)."""
 ALL_SCENARIOS = tuple(SCENARIO_NAMES)
 """Every scenario, in order."""
 
@@ -66,7 +67,7 @@ class Settings:
     scale: float = 1.0
     """Multiplies data sizes and the dashboard window; below 1 only for developing the harness."""
     big_size: int | None = None
-    """Bytes of the big file (scenarios 1, 2, 8-11); None: 1 GiB times ``scale``."""
+    """Bytes of the big file (scenarios 1, 2, 8-11, 13); None: 1 GiB times ``scale``."""
 
     @property
     def complete(self) -> bool:

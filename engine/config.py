@@ -11,6 +11,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 
+from engine.checkpointing import INTERVAL_ENV, interval_from_env
 from engine.client import EngineError
 from engine.filenames import split_output
 from engine.models import MAX_CONNECTIONS, TaskOptions
@@ -34,8 +35,11 @@ class EngineConfig:
     """First retry delay ceiling in seconds (doubles each attempt, full jitter)."""
     backoff_cap: float = 30.0
     """Largest retry delay ceiling in seconds."""
-    checkpoint_interval: float = 1.0
-    """Seconds between control-file updates while data flows."""
+    checkpoint_interval: float = field(
+        default_factory=lambda: interval_from_env(os.environ.get(INTERVAL_ENV))
+    )
+    """Seconds between control-file updates while data flows (a slow disk stretches it, see
+    engine.checkpointing); ``$FETCHTOP_CHECKPOINT_INTERVAL`` sets it, ``off`` only for the benchmark."""
     session_path: str | None = None
     """File the queue is saved to on change and restored from at start; None keeps nothing."""
 

@@ -6,7 +6,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from engine import control, partfile
+from engine import checkpointing, control, partfile, writeback
 from engine.client import EngineError
 from engine.config import parse_checksum
 from engine.control import ControlData, UntrustedFile
@@ -123,9 +123,16 @@ class Download(Transfer):
         opened = await probe(self)
         try:
             if task.path is None:
-                await self._choose_path(opened)
-            await self._open_file(fresh=not task.done.covered)
-            await self._checkpoint(durable=bool(task.done.covered))
+                # A name claimed just now has no control file, and gets none until the first
+                # checkpoint: most small files are done before it, and a part file without a control
+                # file is never adopted, so an early crash costs a fresh download under a numbered
+                # name, never wrong bytes.
+                await self._choose_path(opened)  # claims the name and opens its new part file
+            else:
+                # A known name may have a control file (resumed, paused, restarted): bring it up to
+                # date with this part file and these validators before more bytes come.
+                await self._open_file(fresh=not task.done.covered)
+                await self._checkpoint()
         except BaseException:
             opened.close()
             raise
@@ -146,14 +153,22 @@ class Download(Transfer):
     # ----- files ---------------------------------------------------------------------------
 
     async def _choose_path(self, opened: Opened) -> None:
+        """Claim a free final name for the response and open its new part file."""
         task = self.task
         directory = Path(task.options.directory)
         disposition = opened.resp.headers.get("Content-Disposition")
         name = choose_name(task.options.output, disposition, str(opened.url))
         claimed = self.ctx.claimed_paths()
-        task.name, task.part_id = await asyncio.to_thread(partfile.claim_name, directory, name, claimed)
-        assert task.name is not None
-        task.path = directory / task.name
+        await self._close_file()
+
+        def undo(got: tuple[str, PartFile]) -> None:
+            got[1].close()  # claimed after a cancel: the part file stays, its descriptor must not
+
+        claim = partfile.claim_and_open
+        chosen, file = await in_thread(claim, directory, name, claimed, task.size, undo=undo)
+        task.name, self.file = chosen, file
+        task.part_id = file.identity
+        task.path = directory / chosen
         # Guards against a name that sanitising missed: the file must stay in the directory.
         if task.path.parent != directory or task.path.name != task.name:
             raise DownloadError(f"unsafe file name {task.name!r}", permanent=True, kind=ErrorKind.NAME)
@@ -172,9 +187,13 @@ class Download(Transfer):
                 PartFile.open, part, task.size, fresh, task.part_id, undo=PartFile.close
             )
         except FileNotFoundError:
-            # Deleted while paused: what it held is gone, so start this file over.
+            # Deleted while paused: what it held is gone, so start this file over. Its control file
+            # goes first: the new part file may get the old one's inode number, and must not be
+            # taken for it after a crash.
             task.done = RangeSet()
             task.plan = []
+            if task.control_path is not None:
+                await asyncio.to_thread(partfile.remove_durably, task.control_path)
             self.ctx.publish(TaskRestarted(time.time(), task.id, reason="partial file disappeared"))
             self.file = await in_thread(PartFile.open, part, task.size, True, None, undo=PartFile.close)
         except UntrustedFile as exc:
@@ -190,19 +209,49 @@ class Download(Transfer):
     # ----- persistence and the end -----------------------------------------------------------
 
     async def _checkpoint_loop(self) -> None:
+        """Checkpoint while data flows, starting the writeback of new data early in between.
+
+        The first checkpoint comes one interval after the probe, so a download done sooner never
+        writes a control file. The interval stretches with the last sync's duration (a slow disk)
+        and the writeback kicks keep each fsync short (engine.checkpointing).
+        """
+        base = self.ctx.checkpoint_interval
+        interval = checkpointing.next_interval(0.0, base)
         while True:
-            await asyncio.sleep(self.ctx.checkpoint_interval)
-            await self._checkpoint()
+            due = time.monotonic() + interval
+            while (left := due - time.monotonic()) > 0:
+                await asyncio.sleep(min(left, checkpointing.kick_period(interval)))
+                file = self.file
+                if (
+                    due - time.monotonic() > 0
+                    and file is not None
+                    and file.dirty.pending >= checkpointing.KICK_MIN_BYTES
+                    and writeback.available()
+                ):
+                    await self._kick_writeback(file)
+            took = await self._checkpoint()
+            interval = checkpointing.next_interval(took or 0.0, base)
 
-    async def _checkpoint(self, durable: bool = True) -> None:
-        """Make written data durable, then record it in the control file.
+    async def _kick_writeback(self, file: PartFile) -> None:
+        """Start the writeback of what was written since the last kick, in the writeback thread."""
+        work = asyncio.get_running_loop().run_in_executor(writeback.executor(), file.start_writeback)
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # As in_thread: the descriptor must outlive the call that uses it.
+            await asyncio.wait([work])
+            raise
 
-        A control file that cannot be written is published (once per run of failures) and
-        retried at the next checkpoint; only a failure to sync the data raises.
+    async def _checkpoint(self) -> float | None:
+        """Make written data durable, then record it in the control file; seconds the fsync took.
+
+        A control file claiming no bytes is written without fsyncs (losing it loses nothing). A
+        control file that cannot be written is published (once per run of failures) and retried at
+        the next checkpoint (None is returned); only a failure to sync the data raises.
         """
         task = self.task
         if self.file is None or task.control_path is None or task.name is None:
-            return
+            return None
         async with self._ctrl_lock:
             data = ControlData(
                 url=task.display_url,
@@ -216,17 +265,18 @@ class Download(Transfer):
             )
             file, path = self.file, task.control_path
             try:
-                await in_thread(file.sync_and_record, path, data, durable)
+                took = await in_thread(file.sync_and_record, path, data, bool(data.done))
             except ControlWriteError as exc:
                 # Not the download's failure: the data is on disk and the old control file
                 # (claiming less) still resumes it, so go on and try again next checkpoint.
                 if task.checkpoint_error != exc.reason:
                     task.checkpoint_error = exc.reason
                     self.ctx.publish(CheckpointFailed(time.time(), task.id, reason=exc.reason))
-                return
+                return None
             if task.checkpoint_error is not None:
                 task.checkpoint_error = None
                 self.ctx.publish(CheckpointRecovered(time.time(), task.id))
+            return took
 
     async def _finish(self) -> None:
         task = self.task
@@ -234,8 +284,10 @@ class Download(Transfer):
         size = task.size or 0
         file = self.file
         assert file is not None
-        await in_thread(file.truncate_and_sync, size)
+        cut: int | None = size  # cut and synced in the placing thread: one hop fewer per small file
         if task.options.checksum:
+            await in_thread(file.truncate_and_sync, size)
+            cut = None
             task.set_state(TaskState.VERIFYING)
             self.ctx.publish(TaskVerifying(time.time(), task.id))
             algo, expected = self._expected_digest()
@@ -253,7 +305,7 @@ class Download(Transfer):
         # The placement closes the file: from here on the worker thread owns the descriptor.
         self.file = None
         claimed = self.ctx.claimed_paths() - {task.path}
-        placing = asyncio.ensure_future(asyncio.to_thread(self._place_final, file, claimed))
+        placing = asyncio.ensure_future(asyncio.to_thread(self._place_final, file, claimed, cut))
         try:
             final = await asyncio.shield(placing)
         except asyncio.CancelledError:
@@ -279,11 +331,20 @@ class Download(Transfer):
         except EngineError as exc:
             raise DownloadError(str(exc), permanent=True, kind=ErrorKind.CHECKSUM) from None
 
-    def _place_final(self, file: PartFile, claimed: set[Path]) -> Path:
-        """Give the part file its final name without ever replacing an existing file (blocking)."""
+    def _place_final(self, file: PartFile, claimed: set[Path], cut: int | None) -> Path:
+        """Give the part file its final name without ever replacing an existing file (blocking).
+
+        With ``cut``, first cut the file to that size and make it durable (else that was done).
+        """
         task = self.task
         assert task.path is not None and task.part_path is not None and task.name is not None
         assert task.control_path is not None
+        if cut is not None:
+            try:
+                file.truncate_and_sync(cut)
+            except BaseException:
+                file.close()  # placing owns the descriptor: nobody else will close it
+                raise
         try:
             final = partfile.place_final(
                 file, task.part_path, task.control_path, task.path.parent, task.name, claimed

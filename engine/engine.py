@@ -56,6 +56,8 @@ FINAL_SAVE_TRIES = 3
 """Attempts of the last save on close before the engine gives up and reports it."""
 FINAL_SAVE_DELAY = 0.5
 """Seconds between those attempts (a passing EIO gets a chance; a full disk is not waited out)."""
+_FINISHED = frozenset(state for state in TaskState if state.finished)
+"""States of a task that claims no file name any more."""
 
 
 class Engine:
@@ -202,7 +204,9 @@ class Engine:
 
     def claimed_paths(self) -> set[Path]:
         """Final paths claimed by unfinished tasks."""
-        return {t.path for t in self._tasks.values() if t.path is not None and not t.state.finished}
+        # Called a few times per file over every task of the engine: with hundreds of small files
+        # queued it is quadratic, so the loop stays lean (a set lookup, not a property per task).
+        return {t.path for t in self._tasks.values() if t.path is not None and t.state not in _FINISHED}
 
     # ----- commands --------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from faultserver.content import KiB, MiB, expected_bytes
 from faultserver.server import FaultServer
 from tests.support.downloads import assert_exact, download, fast_config, listing, opts, wait_for_state
 from tests.support.file_server import FileServer, Served, payload
+from tests.support.waiting import wait_until
 
 SIZE = 2 * MiB + 4321
 NAME = "victim.bin"
@@ -187,6 +188,8 @@ async def test_placement_never_takes_another_tasks_name(
         c = await engine.add(url_c, opts(download_dir, connections=1, output="f.bin"))
         snap_c = await wait_for_state(engine, c, lambda t: t.done > 0)
         assert snap_c.name == "f.1.bin"
+        # C's first checkpoint (an interval in) writes its control file, which A must leave alone.
+        await wait_until(lambda: (download_dir / "f.1.bin.part.json").exists(), "C's control file")
         fault_server.update("a.bin", rate=None)
         task_a = await wait_for_state(engine, a, lambda t: t.state.finished)
         assert task_a.state is TaskState.COMPLETED, task_a.error
