@@ -462,7 +462,9 @@ class Transfer:
                 except TimeoutError:
                     pass
         finally:
-            # Bytes that came before a failure or a cut segment are as good as any: write them.
+            # Bytes that came before a failure or a cut segment are as good as any: write them, once
+            # the receiving thread has stopped (a body cut short gives its connection up).
+            await resp.stop()
             count()
             body.cut()
             await drain()
