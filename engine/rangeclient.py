@@ -108,85 +108,54 @@ class _Head:
         self.complete = True
 
 
-class Body:
-    """The body of one response as it arrives: full buffers waiting to be written, and the next one.
+Sink = Callable[[memoryview, int], None]
+"""Writes received body bytes at a body offset, in the receiving thread (a raise stops the body)."""
 
-    Two buffers of one size, the connection's own: one fills while the caller writes the other. When
-    both are full the receiving thread waits until one is handed back (:meth:`give_back`). The
-    methods are safe to call from the receiving thread and the event loop at once.
+
+class Body:
+    """The body of one response as it arrives: how much is left, and what its thread wrote where.
+
+    The receiving thread fills the connection's buffer and hands it to the sink itself, full, at the
+    body's end, or when bytes have waited :attr:`flush_interval`; :attr:`written` tells the event
+    loop what was written. The loop only reads the counters and pops from the deque.
     """
 
-    def __init__(self, length: int, buffers: list[bytearray]) -> None:
+    def __init__(self, length: int, buffer: bytearray) -> None:
         self.left = length
         """Body bytes not yet received."""
         self.received = 0
         """Body bytes received so far."""
         self.last_read = time.monotonic()
-        """When the last body bytes arrived."""
-        self._block = len(buffers[0])
-        self._spare = buffers
-        self._current: bytearray | None = None
-        self._filled = 0
-        self._lock = threading.Condition()
-        self.ready: deque[tuple[bytearray, int]] = deque()
-        """Buffers with data, oldest first, and how many bytes each holds."""
+        """When the last body bytes arrived (or the last write ended: waiting for a disk is no stall)."""
+        self.buffer = buffer
+        """The connection's buffer the body is received into."""
+        self.filled = 0
+        """Bytes in :attr:`buffer` not yet handed to the sink."""
+        self.written: deque[tuple[int, int]] = deque()
+        """Each handed-over block's body offset and length, oldest first."""
+        self.flush_interval = 1.0
+        """Seconds received bytes may wait in the buffer before they are handed over."""
 
     def view(self) -> memoryview:
-        """Where the next read goes: the free part of the current buffer, no longer than the body."""
-        with self._lock:
-            if self._current is None:
-                self._current = self._spare.pop()
-                self._filled = 0
-            end = min(self._block, self._filled + self.left)
-            return memoryview(self._current)[self._filled : end]
+        """Where the next read goes: the free part of the buffer, no longer than the body."""
+        end = min(len(self.buffer), self.filled + self.left)
+        return memoryview(self.buffer)[self.filled : end]
 
-    def filled(self, nbytes: int) -> bool:
-        """Count ``nbytes`` read into :meth:`view`; True when a buffer is ready (full or the body done)."""
-        with self._lock:
-            self._filled += nbytes
-            self.left -= nbytes
-            self.received += nbytes
-            self.last_read = time.monotonic()
-            if self._filled == self._block or not self.left:
-                self._cut()
-                return True
-            return False
+    def add(self, nbytes: int) -> bool:
+        """Count ``nbytes`` read into :meth:`view`; True when the buffer is to be handed over."""
+        self.filled += nbytes
+        self.left -= nbytes
+        self.received += nbytes
+        self.last_read = time.monotonic()
+        return self.filled == len(self.buffer) or not self.left
 
-    def cut(self) -> None:
-        """Make the current buffer ready even if it is not full (it has waited long enough).
-
-        Only while nothing receives into it: the receiving thread cuts for itself when asked.
-        """
-        with self._lock:
-            self._cut()
-
-    def _cut(self) -> None:
-        if self._current is not None and self._filled:
-            self.ready.append((self._current, self._filled))
-            self._current = None
-
-    @property
-    def can_read(self) -> bool:
-        """Whether a buffer is free for the next read."""
-        return self._current is not None or bool(self._spare)
-
-    def give_back(self, buffer: bytearray) -> None:
-        """Return a buffer whose bytes were written."""
-        with self._lock:
-            self._spare.append(buffer)
-            self._lock.notify_all()
-
-    def wait_free(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for a free buffer (in the receiving thread); True if there is one."""
-        with self._lock:
-            if not self.can_read:
-                self._lock.wait(timeout)
-            return self.can_read
-
-    def wake(self) -> None:
-        """Wake a thread waiting in :meth:`wait_free` (it is to stop)."""
-        with self._lock:
-            self._lock.notify_all()
+    def hand_over(self, sink: Sink) -> None:
+        """Give the buffer's bytes to ``sink`` at their body offset and empty it."""
+        if self.filled:
+            at = self.received - self.filled
+            sink(memoryview(self.buffer)[: self.filled], at)
+            self.written.append((at, self.filled))
+            self.filled = 0
 
 
 def _readable(sock: socket.socket) -> bool:
@@ -212,7 +181,7 @@ class _Channel:
         """Why the connection cannot carry on, once something went wrong."""
         self._head = bytearray(HEAD_LIMIT)
         self._scratch = bytearray(16 * 1024)
-        self._buffers = [bytearray(0)]
+        self._buffer = bytearray(0)
         self._waiter: asyncio.Future[None] | None = None
         self.reader: asyncio.Future[None] | None = None
         """The thread receiving the current body, while it runs."""
@@ -230,7 +199,9 @@ class _Channel:
         """Seconds reading was paused for want of a free buffer (the disk is behind)."""
         self.resumed_at = 0.0
         """When reading last resumed after a pause."""
-        self._cut_asked = False
+        self._early = memoryview(b"")
+        self.failure: BaseException | None = None
+        """What the sink raised: a local error, raised as it is, not as the connection's."""
 
     # ----- run in a thread, shut down from the loop ------------------------------------------------
 
@@ -264,9 +235,6 @@ class _Channel:
         self.stop = True
         if self.error is None:
             self.error = ServerClosed("connection closed")
-        body = self.body
-        if body is not None:
-            body.wake()
         with self._guard:
             if self.closed:
                 return
@@ -358,43 +326,45 @@ class _Channel:
         if status != 206 or not framed:
             return 0  # not ours to read: the caller closes this connection and asks aiohttp
         # The connection's buffers, reused piece after piece: a body never outlives its response.
-        body = Body(int(value), list(self._buffers))
+        body = Body(int(value), self._buffer)
         self.body = body
         rest = memoryview(self._head)[end:length]
         take = min(len(rest), body.left)
-        got = 0
-        while got < take:
-            view = body.view()
-            n = min(len(view), take - got)
-            view[:n] = rest[got : got + n]
-            body.filled(n)
-            got += n
+        self._early = rest[:take]  # body bytes that came with the head: the body's thread takes them
         if len(rest) > take:
             self._surplus(len(rest) - take)
         return 0
 
-    def receive(self) -> None:
-        """Receive the body into its buffers until its end, a stop or an error (thread)."""
+    def receive(self, sink: Sink) -> None:
+        """Receive the body and hand it to ``sink`` until its end, a stop or an error (thread)."""
         body = self.body
         assert body is not None
+        flushed = time.monotonic()
+        early, self._early = self._early, memoryview(b"")
         try:
+            while early:
+                view = body.view()
+                n = min(len(view), len(early))
+                view[:n] = early[:n]
+                early = early[n:]
+                if body.add(n):
+                    self._hand_over(sink)
             while body.left and self.error is None:
-                if self._cut_asked:
-                    self._cut_asked = False
-                    body.cut()
-                    self._notify()
-                if not body.can_read:
-                    waited = time.monotonic()
-                    while not body.wait_free(POLL):
-                        if self.stop:
-                            raise _Stopped()
-                    self.resumed_at = time.monotonic()
-                    self.held += self.resumed_at - waited
-                n = self._recv(body.view())
+                if self.stop or self._loop.is_closed():
+                    raise _Stopped()
+                try:
+                    n = self.sock.recv_into(body.view())
+                except TimeoutError:
+                    n = -1
+                except ssl.SSLZeroReturnError:
+                    n = 0
                 if not n:
                     raise BodyTruncated("body ended early")
-                if body.filled(n):
-                    self._notify()
+                now = time.monotonic()
+                full = n > 0 and body.add(n)
+                if full or (body.filled and now - flushed >= body.flush_interval):
+                    self._hand_over(sink)
+                    flushed = time.monotonic()
             if self.error is None:
                 self.check_idle(report=True)
         except _Stopped:
@@ -404,7 +374,29 @@ class _Channel:
         except (OSError, ssl.SSLError) as exc:
             self.error = self.error or BodyTruncated(f"body ended early: {exc}")
         finally:
+            if self.failure is None:
+                # Bytes that came before a failure or a stop are as good as any: hand them over.
+                try:
+                    self._hand_over(sink)
+                except _Stopped:
+                    pass
             self._notify()
+
+    def _hand_over(self, sink: Sink) -> None:
+        """Give the buffer to the sink; its error stops the body and is raised as it is on the loop."""
+        body = self.body
+        assert body is not None
+        started = time.monotonic()
+        try:
+            body.hand_over(sink)
+        except BaseException as exc:
+            self.failure = exc
+            raise _Stopped() from None
+        finally:
+            ended = time.monotonic()
+            self.held += ended - started
+            self.resumed_at = body.last_read = ended
+        self._notify()
 
     def check_idle(self, *, report: bool) -> None:
         """Look, without waiting, whether bytes or an end came after the response (thread or loop)."""
@@ -452,27 +444,19 @@ class _Channel:
         return self.error is None
 
     def prepare(self, block: int) -> None:
-        """Ready the connection for a request whose body gets buffers of ``block``."""
-        if len(self._buffers[0]) != block:
-            self._buffers = [bytearray(block), bytearray(block)]
+        """Ready the connection for a request whose body gets a buffer of ``block``."""
+        if len(self._buffer) != block:
+            self._buffer = bytearray(block)
         self.held = self.resumed_at = 0.0
         self.head, self.body, self.status = None, None, 0
-        self.stop = self._cut_asked = False
+        self.stop = False
+        self.failure = None
 
-    def start_body(self) -> None:
-        """Start the thread that receives the body."""
-        body = self.body
-        if body is not None and body.left and self.error is None:
-            self.reader = self._start(self.receive)
+    def start_body(self, sink: Sink) -> None:
+        """Start the thread that receives the body and hands it to ``sink``."""
+        if self.body is not None and self.reader is None:
+            self.reader = self._start(functools.partial(self.receive, sink))
             self.reader.add_done_callback(lambda _: self._wake())
-
-    def ask_cut(self) -> None:
-        """Have the receiving thread make its current buffer ready after its next receive."""
-        if self.reader is None or self.reader.done():
-            if self.body is not None:
-                self.body.cut()
-            return
-        self._cut_asked = True
 
     async def wait(self) -> None:
         """Until something happens: a buffer ready, the body complete, the connection failed (raised)."""
@@ -488,6 +472,8 @@ class _Channel:
 
     def _raise(self) -> None:
         """Raise what went wrong, unless the body was complete before it (surplus, a later close)."""
+        if self.failure is not None:
+            raise self.failure
         if self.error is not None and (self.body is None or self.body.left):
             raise self.error
 
@@ -530,24 +516,35 @@ class PieceResponse:
         """The body, for a 206 with a Content-Length; None otherwise."""
         self._done = False
 
+    def start(self, sink: Sink, flush_interval: float) -> None:
+        """Receive the body in a thread that hands each buffer to ``sink`` (in that thread) when full,
+        at the end, or after ``flush_interval`` seconds."""
+        assert self.body is not None
+        self.body.flush_interval = flush_interval
+        self._channel.start_body(sink)
+
     async def wait(self) -> None:
-        """Until a buffer is ready, the body is complete or the connection failed (raised)."""
+        """Until a buffer was handed over, the body is complete or something failed (raised)."""
         body = self.body
-        if body is None or body.ready or not body.left:
+        if body is None or body.written:
             return
         await self._channel.wait()
 
-    def cut(self) -> None:
-        """Make the bytes received so far ready to be written, though their buffer is not full."""
-        self._channel.ask_cut()
+    @property
+    def receiving(self) -> bool:
+        """Whether the thread is still at the body (receiving, or handing its last bytes over)."""
+        reader = self._channel.reader
+        return reader is not None and not reader.done()
 
     async def stop(self) -> None:
-        """Stop receiving (a body cut short gives its connection up); then :meth:`cut` is immediate."""
+        """Stop receiving (a body cut short gives its connection up); raises what the sink raised."""
         await self._channel.halt()
+        if self._channel.failure is not None:
+            raise self._channel.failure
 
     @property
     def held(self) -> float:
-        """Seconds this response's reading was paused on purpose so far."""
+        """Seconds this response's thread spent handing bytes over (writing) so far."""
         return self._channel.held
 
     @property
@@ -557,11 +554,6 @@ class PieceResponse:
         read = body.last_read if body is not None else 0.0
         return max(read, self._channel.resumed_at)
 
-    def give_back(self, buffer: bytearray) -> None:
-        """Return a written buffer; reading goes on if it had stopped for want of one."""
-        assert self.body is not None
-        self.body.give_back(buffer)
-
     def close(self) -> None:
         """Done with the response: a complete body returns the connection to the pool, else it closes."""
         if self._done:
@@ -569,7 +561,7 @@ class PieceResponse:
         self._done = True
         channel = self._channel
         body = self.body
-        if body is None or body.left or not channel.keep_alive or channel.error is not None:
+        if body is None or body.left or not channel.keep_alive or channel.error or channel.failure:
             channel.close()
             return
         # Its thread may still be looking for bytes past the body; the pool waits for it on reuse.
@@ -601,7 +593,7 @@ class RangeClient:
         Reuses an idle connection to the origin when there is one (a reused connection that turns
         out closed by the server before answering is replaced by a new one, once). Raises a
         :class:`RangeClientError`.
-        The caller bounds the wait for the head; the response's body uses two buffers of ``block``.
+        The caller bounds the wait for the head; the response's body uses a buffer of ``block``.
         """
         host = url.raw_host or ""
         port = url.port or (443 if url.scheme == "https" else 80)
@@ -630,7 +622,6 @@ class RangeClient:
             except BaseException:
                 channel.close()
                 raise
-            channel.start_body()
             return PieceResponse(self, key, channel)
         raise AssertionError("unreachable")
 

@@ -390,47 +390,53 @@ class Transfer:
         return await self.stream(conn, seg, opened.resp)
 
     async def stream_piece(self, conn: Connection, seg: Segment, resp: PieceResponse) -> bool:
-        """Write a piece's body into the file as its buffers fill, until the segment's (moving) end.
+        """Have a piece's body written into the file as it arrives, until the segment's (moving) end.
 
-        As :meth:`stream`, with the same lowest-speed rule, but the bytes are never copied on the
-        way: each buffer the socket filled is written with one ``pwrite`` while the other fills.
-        Meters are counted per buffer, or every :data:`PROGRESS_INTERVAL` when buffers fill slowly.
+        As :meth:`stream`, with the same lowest-speed rule, but the bytes never pass the event loop:
+        the response's thread receives them into the connection's buffer and writes it with one
+        ``pwrite`` when full, at the end, or after :data:`FLUSH_INTERVAL`; this loop only counts
+        what was written (meters, the done set) and judges speed and stalls.
         """
         task = self.task
+        file = self.file
         body = resp.body
-        assert body is not None
-        first = offset = seg.pos
+        assert body is not None and file is not None
+        first = seg.pos
         global_bucket = self.ctx.global_bucket
         timeout = task.options.timeout
         check = self.low_speed_check()
         conn.slow_from = None
-        started = flushed_at = time.monotonic()
+        started = time.monotonic()
         progressed = False
 
+        def sink(view: memoryview, at: int) -> None:
+            """Write the body bytes at body offset ``at`` that fall inside the segment (thread)."""
+            # seg.end and seg.committed only ever shrink while a piece runs (a split); a write that
+            # raced a split puts the same bytes of the same file version where another piece will.
+            offset = first + at
+            useful = min(len(view), min(seg.end, seg.committed) - offset)
+            if useful > 0:
+                file.write([view[:useful]], offset)
+
         def count() -> None:
-            """Count the bytes that arrived since the last call, up to the segment's end."""
+            """Count the bytes that arrived (the meters, the segment) and were written (the done set)."""
             nonlocal progressed
             arrived = min(first + body.received, min(seg.end, seg.committed)) - seg.pos
             if arrived > 0:
+                # Arrived is as good as written for the segment: a split never hands them out again.
                 progressed = True
                 seg.pos += arrived
                 conn.meter.add(arrived)
                 task.meter.add(arrived)
                 self.ctx.received(arrived)
-
-        async def drain() -> None:
-            """Write the buffers that are ready (their bytes counted first) and hand them back."""
-            nonlocal offset, flushed_at
-            while body.ready:
-                count()
-                buffer, n = body.ready.popleft()
+            while body.written:
+                at, n = body.written.popleft()
+                offset = first + at
                 useful = min(n, min(seg.end, seg.committed, seg.pos) - offset)
                 if useful > 0:
-                    await self._write([memoryview(buffer)[:useful]], offset)
-                offset += n
-                resp.give_back(buffer)
-                flushed_at = time.monotonic()
+                    task.done.add(offset, offset + useful)
 
+        resp.start(sink, FLUSH_INTERVAL)
         try:
             while True:
                 count()
@@ -438,15 +444,11 @@ class Transfer:
                     # A limit set while this piece runs: its rest is asked for again on the path
                     # that reads as little as the limit allows (this one reads whole buffers).
                     conn.restart_requested = True
-                now = time.monotonic()
-                if now - flushed_at >= FLUSH_INTERVAL:
-                    resp.cut()
-                await drain()
-                count()
                 if seg.pos >= min(seg.end, seg.committed) or conn.restart_requested:
                     break
-                if not body.left and not body.ready:
+                if not resp.receiving and not body.written:
                     break  # the body ended (short of the range if its length was wrong)
+                now = time.monotonic()
                 if check is not None:
                     waited = now - started - resp.held
                     if (slow := check.update(waited, seg.pos - first)) is not None:
@@ -460,14 +462,11 @@ class Transfer:
                     async with asyncio.timeout(PROGRESS_INTERVAL):
                         await resp.wait()
                 except TimeoutError:
-                    pass
+                    pass  # count what arrived meanwhile: meters move for a slow piece too
         finally:
-            # Bytes that came before a failure or a cut segment are as good as any: write them, once
-            # the receiving thread has stopped (a body cut short gives its connection up).
+            # The thread writes the bytes that came before a failure or a cut segment as it stops.
             await resp.stop()
             count()
-            body.cut()
-            await drain()
         return progressed
 
     async def _write(self, chunks: list[bytes] | list[memoryview], offset: int) -> None:
