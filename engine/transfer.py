@@ -41,7 +41,7 @@ IOV_MAX = 1024
 FLUSH_INTERVAL = 1.0
 """Seconds a received byte may wait in memory before it is written."""
 PIECE_BLOCK_MAX = 4 * MiB
-"""Largest of the two receive buffers of a connection on the buffered body path."""
+"""Largest receive buffer of a connection on the buffered body path."""
 PROGRESS_INTERVAL = 0.25
 """Seconds between counting a slow piece's bytes into the meters (a fast one counts per buffer)."""
 _NOT_REPEATED = frozenset({"range", "if-range", "content-length", "transfer-encoding", "connection"})
@@ -239,7 +239,8 @@ class Transfer:
             raise
 
     def _piece_block(self) -> int:
-        per_connection = BUFFER_BUDGET // 2 // max(1, self.task.max_connections)
+        # One buffer per connection on this path: its thread receives and writes in turn.
+        per_connection = BUFFER_BUDGET // max(1, self.task.max_connections)
         return max(256 * 1024, min(PIECE_BLOCK_MAX, per_connection))
 
     def _extra_ignored(self, extra: int) -> None:

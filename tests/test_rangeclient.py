@@ -50,6 +50,8 @@ class RangeFile:
         self.faults = dict(faults or {})
         self.count = 0
         self.served = 0
+        self.stalled_until_eof = False
+        """Whether a stalled connection was ended by the client (it read the end of it)."""
         self.hit: list[tuple[str, str]] = []
         """Each request's fault ("" for none) and request line, in order."""
         self.server = RawServer(self.handle, tls=tls)
@@ -87,10 +89,13 @@ class RangeFile:
                 f"HTTP/1.1 206 Partial Content\r\nContent-Range: {crange}\r\n"
                 f'Content-Length: {len(body)}\r\nETag: "v1"\r\n\r\n'
             ).encode()
-            if fault == "cut":
+            if fault in ("cut", "stall"):
                 writer.write(head_out + body[: len(body) // 2])
                 await writer.drain()
                 self.served += len(body) // 2
+                if fault == "stall":
+                    # Neither more bytes nor an end: the client has to give up by itself.
+                    self.stalled_until_eof = await reader.read(1) == b""
                 return
             writer.write(head_out + body + (b"X" * 100 if fault == "surplus" else b""))
             await writer.drain()
@@ -235,6 +240,64 @@ async def test_an_unparsable_head_and_a_cut_body_raise_their_errors() -> None:
                 await _fetch(client, srv.url(), 0, 50_000)
         finally:
             client.close()
+
+
+async def test_a_receive_blocked_on_a_stalled_server_stops_at_once_and_keeps_its_bytes() -> None:
+    data = _data(2 * MiB)
+    async with RangeFile(data, faults={1: "stall"}) as srv:
+        client = RangeClient()
+        url = srv.url()
+        try:
+            headers = {"Host": f"{url.host}:{url.port}", "Range": f"bytes=0-{len(data) - 1}"}
+            resp = await client.get(
+                url, headers, insecure=False, connect_timeout=5, block=4 * MiB, on_surplus=_ignore
+            )
+            assert resp.body is not None
+            sink = Collect()
+            resp.start(sink, flush_interval=60.0)  # nothing is handed over before the stop
+            async with asyncio.timeout(10):
+                while resp.body.received < MiB:  # noqa: ASYNC110 - the thread counts; bounded above
+                    await asyncio.sleep(0.01)
+                # The thread now sits in a receive that nothing will satisfy; stopping wakes it.
+                await resp.stop()
+            resp.close()
+            async with asyncio.timeout(10):
+                while not srv.stalled_until_eof:  # noqa: ASYNC110 - the server's handler sets it; bounded
+                    await asyncio.sleep(0.01)
+        finally:
+            client.close()
+    assert bytes(sink.out) == data[:MiB]  # what came before the stall was handed over, once
+    assert not resp.receiving
+
+
+async def test_an_error_of_the_sink_is_raised_as_it_is_and_closes_the_connection() -> None:
+    data = _data(600 * KiB)
+    async with RangeFile(data) as srv:
+        client = RangeClient()
+        url = srv.url()
+
+        def full_disk(view: memoryview, at: int) -> None:
+            raise OSError(28, "No space left on device")
+
+        try:
+            headers = {"Host": f"{url.host}:{url.port}", "Range": "bytes=0-299999"}
+            resp = await client.get(
+                url, headers, insecure=False, connect_timeout=5, block=64 * KiB, on_surplus=_ignore
+            )
+            resp.start(full_disk, flush_interval=1.0)
+            with pytest.raises(OSError, match="No space") as caught:
+                async with asyncio.timeout(10):
+                    while resp.receiving:
+                        await resp.wait()
+            assert not isinstance(caught.value, BodyTruncated)
+            with pytest.raises(OSError, match="No space"):
+                await resp.stop()
+            resp.close()
+            rest = await _fetch(client, url, 300_000, len(data) - 1)
+        finally:
+            client.close()
+    assert rest == data[300_000:]
+    assert srv.server.connections == 2  # the failed piece's connection was not reused
 
 
 @pytest.mark.parametrize(
