@@ -32,6 +32,7 @@ import functools
 import select
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections import deque
@@ -349,12 +350,16 @@ class _Channel:
                 early = early[n:]
                 if body.add(n):
                     self._hand_over(sink)
+            # A blocking receive that gives up after POLL (SO_RCVTIMEO): one system call per read,
+            # where a Python timeout polls before every receive (and takes the GIL twice).
+            self._receive_timeout(POLL)
+            recv_into = self.sock.recv_into
             while body.left and self.error is None:
                 if self.stop or self._loop.is_closed():
                     raise _Stopped()
                 try:
-                    n = self.sock.recv_into(body.view())
-                except TimeoutError:
+                    n = recv_into(body.view())
+                except (TimeoutError, BlockingIOError, ssl.SSLWantReadError):
                     n = -1
                 except ssl.SSLZeroReturnError:
                     n = 0
@@ -380,7 +385,23 @@ class _Channel:
                     self._hand_over(sink)
                 except _Stopped:
                     pass
+            self._receive_timeout(None)
             self._notify()
+
+    def _receive_timeout(self, seconds: float | None) -> None:
+        """Make receives block for up to ``seconds`` (SO_RCVTIMEO); None: back to Python's timeout."""
+        sock = self.sock
+        try:
+            if seconds is None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 0))
+                sock.settimeout(POLL)
+            else:
+                sock.settimeout(None)
+                whole = int(seconds)
+                usec = int((seconds - whole) * 1_000_000)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", whole, usec))
+        except OSError:
+            pass  # a socket shut down meanwhile: it is closed next
 
     def _hand_over(self, sink: Sink) -> None:
         """Give the buffer to the sink; its error stops the body and is raised as it is on the loop."""
@@ -396,7 +417,8 @@ class _Channel:
             ended = time.monotonic()
             self.held += ended - started
             self.resumed_at = body.last_read = ended
-        self._notify()
+        # The loop is not woken for it: it counts on its own clock, and a wake-up per buffer of 16
+        # connections is GIL traffic that costs more than the counting.
 
     def check_idle(self, *, report: bool) -> None:
         """Look, without waiting, whether bytes or an end came after the response (thread or loop)."""
