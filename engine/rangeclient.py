@@ -353,21 +353,30 @@ class _Channel:
             # A blocking receive that gives up after POLL (SO_RCVTIMEO): one system call per read,
             # where a Python timeout polls before every receive (and takes the GIL twice).
             self._receive_timeout(POLL)
+            # The loop of every read (one per TLS record): kept short, as every step holds the GIL.
             recv_into = self.sock.recv_into
+            whole = memoryview(body.buffer)
+            size = len(whole)
+            interval = body.flush_interval
             while body.left and self.error is None:
-                if self.stop or self._loop.is_closed():
+                if self.stop:
                     raise _Stopped()
+                filled = body.filled
+                end = min(size, filled + body.left)
                 try:
-                    n = recv_into(body.view())
+                    n = recv_into(whole[filled:end])
                 except (TimeoutError, BlockingIOError, ssl.SSLWantReadError):
-                    n = -1
+                    if self._loop.is_closed():
+                        raise _Stopped() from None  # nobody would ever stop this thread otherwise
+                    if filled and time.monotonic() - flushed >= interval:
+                        self._hand_over(sink)
+                        flushed = time.monotonic()
+                    continue
                 except ssl.SSLZeroReturnError:
                     n = 0
                 if not n:
                     raise BodyTruncated("body ended early")
-                now = time.monotonic()
-                full = n > 0 and body.add(n)
-                if full or (body.filled and now - flushed >= body.flush_interval):
+                if body.add(n) or body.last_read - flushed >= interval:
                     self._hand_over(sink)
                     flushed = time.monotonic()
             if self.error is None:
