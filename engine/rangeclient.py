@@ -51,8 +51,10 @@ IDLE_TIMEOUT = 15.0
 """Seconds an idle pooled connection is kept: servers close theirs after 5-75 s."""
 POLL = 0.25
 """Longest a receiving thread waits before it looks whether it should stop."""
-MAX_THREADS = 256
-"""Worker threads of the client at most: one per connection receiving a body, plus handshakes."""
+MAX_THREADS = 1024
+"""Worker threads of the client at most: one per connection receiving a body, plus handshakes.
+Made only when needed; 16 per host (the engine's default cap) for 64 hosts at once before a body
+would wait for a thread."""
 
 
 class RangeClientError(Exception):
