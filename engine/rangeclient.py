@@ -199,9 +199,9 @@ class _Channel:
         self.on_surplus: Callable[[int], None] | None = None
         """Told the size of bytes that arrived past the end of the body."""
         self.held = 0.0
-        """Seconds reading was paused for want of a free buffer (the disk is behind)."""
+        """Seconds the body's thread spent writing (the disk's time, not the server's)."""
         self.resumed_at = 0.0
-        """When reading last resumed after a pause."""
+        """When the body's thread last finished a write and went back to receiving."""
         self._early = memoryview(b"")
         self.failure: BaseException | None = None
         """What the sink raised: a local error, raised as it is, not as the connection's."""
@@ -457,7 +457,10 @@ class _Channel:
     def _surplus(self, nbytes: int) -> None:
         on_surplus = self.on_surplus
         if on_surplus is not None:
-            self._loop.call_soon_threadsafe(on_surplus, nbytes)
+            try:
+                self._loop.call_soon_threadsafe(on_surplus, nbytes)
+            except RuntimeError:
+                pass  # the loop is closed: nobody is left to tell
         self.error = self.error or ServerClosed("the server sent bytes past the end of the response")
 
     def _notify(self) -> None:
