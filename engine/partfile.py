@@ -17,6 +17,7 @@ import os
 import re
 import stat
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from engine import control
@@ -188,7 +189,7 @@ class PartFile:
         """Close the descriptor."""
         os.close(self.fd)
 
-    def write(self, chunks: list[bytes], offset: int) -> int:
+    def write(self, chunks: Sequence[bytes | memoryview], offset: int) -> int:
         """Write every chunk at ``offset`` onwards, looping over short writes; the bytes written."""
         total = sum(len(c) for c in chunks)
         written = os.pwritev(self.fd, chunks, offset)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -54,7 +56,7 @@ IOV_MAX = 1024
 FLUSH_INTERVAL = 1.0
 """Seconds a received byte may wait in memory before it is written."""
 PIECE_BLOCK_MAX = 4 * MiB
-"""Largest of the two receive buffers of a connection on the buffered body path."""
+"""Largest receive buffer of a connection on the buffered body path."""
 PROGRESS_INTERVAL = 0.25
 """Seconds between counting a slow piece's bytes into the meters (a fast one counts per buffer)."""
 _NOT_REPEATED = frozenset({"range", "if-range", "content-length", "transfer-encoding", "connection"})
@@ -335,7 +337,8 @@ class Transfer:
             raise
 
     def _piece_block(self) -> int:
-        per_connection = BUFFER_BUDGET // 2 // max(1, self.task.max_connections)
+        # One buffer per connection on this path: its thread receives and writes in turn.
+        per_connection = BUFFER_BUDGET // max(1, self.task.max_connections)
         return max(256 * 1024, min(PIECE_BLOCK_MAX, per_connection))
 
     def _extra_ignored(self, extra: int) -> None:
@@ -490,52 +493,75 @@ class Transfer:
     async def stream_piece(
         self, conn: Connection, seg: Segment, resp: PieceResponse, ranged: bool = True
     ) -> bool:
-        """Write a piece's body into the file as its buffers fill, until the segment's (moving) end.
+        """Have a piece's body written into the file as it arrives, until the segment's (moving) end.
 
-        As :meth:`stream`, with the same lowest-speed rule, but the bytes are never copied on the
-        way: each buffer the socket filled is written with one ``pwrite`` while the other fills.
-        Meters are counted per buffer, or every :data:`PROGRESS_INTERVAL` when buffers fill slowly.
-        A speed limit set meanwhile ends a ``ranged`` piece early (its rest is asked for on the path
-        that reads no more than the limit allows); a whole body that cannot be asked for again in
-        parts is paced buffer by buffer instead.
+        As :meth:`stream`, with the same lowest-speed rule, but the bytes never pass the event loop:
+        the response's thread receives them into the connection's buffer and writes it with one
+        ``pwrite`` when full, at the end, or after :data:`FLUSH_INTERVAL`; this loop only counts
+        what was written (meters, the done set) and judges speed and stalls. A speed limit set
+        meanwhile ends a ``ranged`` piece early (its rest is asked for on the path that reads no
+        more than the limit allows); a whole body that cannot be asked for again in parts is paced
+        buffer by buffer instead (its thread waits its turn after each write, so reading waits too).
         """
         task = self.task
+        file = self.file
         body = resp.body
-        assert body is not None
-        first = offset = seg.pos
+        assert body is not None and file is not None
+        first = seg.pos
         global_bucket = self.ctx.global_bucket
         timeout = task.options.timeout
         check = self.low_speed_check()
         conn.slow_from = None
-        started = flushed_at = time.monotonic()
+        started = time.monotonic()
         progressed = False
+        loop = asyncio.get_running_loop()
+        halted = threading.Event()
+
+        def reserve(nbytes: int) -> float:
+            """Seconds the limits ask to wait for ``nbytes`` (on the loop: the buckets are its own)."""
+            return max(task.bucket.reserve(nbytes), global_bucket.reserve(nbytes))
+
+        def pace(nbytes: int) -> None:
+            """Wait the limits' turn for ``nbytes`` written of a whole body (thread)."""
+            if ranged or (task.bucket.rate is None and global_bucket.rate is None):
+                return
+            turn: concurrent.futures.Future[float] = concurrent.futures.Future()
+            try:
+                loop.call_soon_threadsafe(lambda: turn.set_result(reserve(nbytes)))
+                delay = turn.result(timeout=10)
+            except (RuntimeError, concurrent.futures.TimeoutError):
+                return  # the loop is gone or stuck: nobody to pace for
+            halted.wait(delay)
+
+        def sink(view: memoryview, at: int) -> None:
+            """Write the body bytes at body offset ``at`` that fall inside the segment (thread)."""
+            # seg.end and seg.committed only ever shrink while a piece runs (a split); a write that
+            # raced a split puts the same bytes of the same file version where another piece will.
+            offset = first + at
+            useful = min(len(view), min(seg.end, seg.committed) - offset)
+            if useful > 0:
+                file.write([view[:useful]], offset)
+            pace(len(view))
 
         def count() -> None:
-            """Count the bytes that arrived since the last call, up to the segment's end."""
+            """Count the bytes that arrived (the meters, the segment) and were written (the done set)."""
             nonlocal progressed
             arrived = min(first + body.received, min(seg.end, seg.committed)) - seg.pos
             if arrived > 0:
+                # Arrived is as good as written for the segment: a split never hands them out again.
                 progressed = True
                 seg.pos += arrived
                 conn.meter.add(arrived)
                 task.meter.add(arrived)
                 self.ctx.received(arrived)
-
-        async def drain() -> None:
-            """Write the buffers that are ready (their bytes counted first) and hand them back."""
-            nonlocal offset, flushed_at
-            while body.ready:
-                count()
-                buffer, n = body.ready.popleft()
+            while body.written:
+                at, n = body.written.popleft()
+                offset = first + at
                 useful = min(n, min(seg.end, seg.committed, seg.pos) - offset)
                 if useful > 0:
-                    await self._write([memoryview(buffer)[:useful]], offset)
-                offset += n
-                if not ranged and (delay := max(task.bucket.reserve(n), global_bucket.reserve(n))) > 0:
-                    await asyncio.sleep(delay)  # the buffer stays held: reading waits too
-                resp.give_back(buffer)
-                flushed_at = time.monotonic()
+                    task.done.add(offset, offset + useful)
 
+        resp.start(sink, FLUSH_INTERVAL)
         try:
             while True:
                 count()
@@ -543,15 +569,11 @@ class Transfer:
                     # A limit set while this piece runs: its rest is asked for again on the path
                     # that reads as little as the limit allows (this one reads whole buffers).
                     conn.restart_requested = True
-                now = time.monotonic()
-                if now - flushed_at >= FLUSH_INTERVAL:
-                    resp.cut()
-                await drain()
-                count()
                 if seg.pos >= min(seg.end, seg.committed) or conn.restart_requested:
                     break
-                if not body.left and not body.ready:
+                if not resp.receiving and not body.written:
                     break  # the body ended (short of the range if its length was wrong)
+                now = time.monotonic()
                 if check is not None:
                     waited = now - started - resp.held
                     if (slow := check.update(waited, seg.pos - first)) is not None:
@@ -565,12 +587,12 @@ class Transfer:
                     async with asyncio.timeout(PROGRESS_INTERVAL):
                         await resp.wait()
                 except TimeoutError:
-                    pass
+                    pass  # count what arrived meanwhile: meters move for a slow piece too
         finally:
-            # Bytes that came before a failure or a cut segment are as good as any: write them.
+            # The thread writes the bytes that came before a failure or a cut segment as it stops.
+            halted.set()
+            await resp.stop()
             count()
-            body.cut()
-            await drain()
         return progressed
 
     async def _write(self, chunks: list[bytes] | list[memoryview], offset: int) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import os
 import re
 import ssl
-from collections.abc import Iterator
+import threading
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,14 @@ from yarl import URL
 from engine.engine import Engine
 from engine.events import ExtraBytesIgnored, TaskRetrying
 from engine.models import TaskState
-from engine.rangeclient import Body, BodyTruncated, CertificateUntrusted, MalformedResponse, RangeClient
+from engine.rangeclient import (
+    Body,
+    BodyTruncated,
+    CertificateUntrusted,
+    MalformedResponse,
+    PieceResponse,
+    RangeClient,
+)
 from tests.support.downloads import download, fast_config, opts
 from tests.support.events import EventLog
 from tests.support.raw_server import RawServer
@@ -43,6 +50,8 @@ class RangeFile:
         self.faults = dict(faults or {})
         self.count = 0
         self.served = 0
+        self.stalled_until_eof = False
+        """Whether a stalled connection was ended by the client (it read the end of it)."""
         self.hit: list[tuple[str, str]] = []
         """Each request's fault ("" for none) and request line, in order."""
         self.server = RawServer(self.handle, tls=tls)
@@ -80,10 +89,13 @@ class RangeFile:
                 f"HTTP/1.1 206 Partial Content\r\nContent-Range: {crange}\r\n"
                 f'Content-Length: {len(body)}\r\nETag: "v1"\r\n\r\n'
             ).encode()
-            if fault == "cut":
+            if fault in ("cut", "stall"):
                 writer.write(head_out + body[: len(body) // 2])
                 await writer.drain()
                 self.served += len(body) // 2
+                if fault == "stall":
+                    # Neither more bytes nor an end: the client has to give up by itself.
+                    self.stalled_until_eof = await reader.read(1) == b""
                 return
             writer.write(head_out + body + (b"X" * 100 if fault == "surplus" else b""))
             await writer.drain()
@@ -110,24 +122,44 @@ def _data(size: int) -> bytes:
     return os.urandom(size)
 
 
+class Collect:
+    """A sink that keeps what the receiving thread hands over, at the offsets it says."""
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.threads: set[str] = set()
+
+    def __call__(self, view: memoryview, at: int) -> None:
+        assert at == len(self.out), (at, len(self.out))  # in order, nothing twice, nothing left out
+        self.out += view
+        self.threads.add(threading.current_thread().name)
+
+
+async def _receive(resp: PieceResponse, sink: Collect) -> None:
+    """Receive a body into ``sink`` until it is complete or fails (raised), then stop."""
+    assert resp.body is not None
+    resp.start(sink, flush_interval=1.0)
+    try:
+        async with asyncio.timeout(10):
+            while resp.receiving:
+                await resp.wait()
+                resp.body.written.clear()
+    finally:
+        await resp.stop()
+
+
 async def _fetch(client: RangeClient, url: URL, first: int, last: int, block: int = 64 * KiB) -> bytes:
-    """One piece through the client, its buffers joined (what a writer would have written)."""
+    """One piece through the client, as its thread handed it over (what the file would hold)."""
     headers = {"Host": f"{url.host}:{url.port}", "Range": f"bytes={first}-{last}"}
     resp = await client.get(url, headers, insecure=False, connect_timeout=5, block=block, on_surplus=_ignore)
     assert resp.status == 206, resp.status
-    assert resp.body is not None
-    out = bytearray()
+    sink = Collect()
     try:
-        async with asyncio.timeout(10):
-            while resp.body.left or resp.body.ready:
-                await resp.wait()
-                while resp.body.ready:
-                    buffer, n = resp.body.ready.popleft()
-                    out += buffer[:n]
-                    resp.give_back(buffer)
+        await _receive(resp, sink)
     finally:
         resp.close()
-    return bytes(out)
+    assert threading.current_thread().name not in sink.threads  # written off the event loop
+    return bytes(sink.out)
 
 
 async def test_pieces_share_one_kept_alive_connection() -> None:
@@ -169,13 +201,8 @@ async def test_bytes_past_content_length_are_reported_and_never_reused() -> None
             resp = await client.get(
                 url, headers, insecure=False, connect_timeout=5, block=32 * KiB, on_surplus=surplus.append
             )
-            assert resp.body is not None
+            await _receive(resp, Collect())
             async with asyncio.timeout(10):
-                while resp.body.left:
-                    await resp.wait()
-                    while resp.body.ready:
-                        buffer, _ = resp.body.ready.popleft()
-                        resp.give_back(buffer)
                 while not surplus:  # noqa: ASYNC110 - a plain callback fills it; bounded above
                     await asyncio.sleep(0.01)
             resp.close()
@@ -213,6 +240,64 @@ async def test_an_unparsable_head_and_a_cut_body_raise_their_errors() -> None:
                 await _fetch(client, srv.url(), 0, 50_000)
         finally:
             client.close()
+
+
+async def test_a_receive_blocked_on_a_stalled_server_stops_at_once_and_keeps_its_bytes() -> None:
+    data = _data(2 * MiB)
+    async with RangeFile(data, faults={1: "stall"}) as srv:
+        client = RangeClient()
+        url = srv.url()
+        try:
+            headers = {"Host": f"{url.host}:{url.port}", "Range": f"bytes=0-{len(data) - 1}"}
+            resp = await client.get(
+                url, headers, insecure=False, connect_timeout=5, block=4 * MiB, on_surplus=_ignore
+            )
+            assert resp.body is not None
+            sink = Collect()
+            resp.start(sink, flush_interval=60.0)  # nothing is handed over before the stop
+            async with asyncio.timeout(10):
+                while resp.body.received < MiB:  # noqa: ASYNC110 - the thread counts; bounded above
+                    await asyncio.sleep(0.01)
+                # The thread now sits in a receive that nothing will satisfy; stopping wakes it.
+                await resp.stop()
+            resp.close()
+            async with asyncio.timeout(10):
+                while not srv.stalled_until_eof:  # noqa: ASYNC110 - the server's handler sets it; bounded
+                    await asyncio.sleep(0.01)
+        finally:
+            client.close()
+    assert bytes(sink.out) == data[:MiB]  # what came before the stall was handed over, once
+    assert not resp.receiving
+
+
+async def test_an_error_of_the_sink_is_raised_as_it_is_and_closes_the_connection() -> None:
+    data = _data(600 * KiB)
+    async with RangeFile(data) as srv:
+        client = RangeClient()
+        url = srv.url()
+
+        def full_disk(view: memoryview, at: int) -> None:
+            raise OSError(28, "No space left on device")
+
+        try:
+            headers = {"Host": f"{url.host}:{url.port}", "Range": "bytes=0-299999"}
+            resp = await client.get(
+                url, headers, insecure=False, connect_timeout=5, block=64 * KiB, on_surplus=_ignore
+            )
+            resp.start(full_disk, flush_interval=1.0)
+            with pytest.raises(OSError, match="No space") as caught:
+                async with asyncio.timeout(10):
+                    while resp.receiving:
+                        await resp.wait()
+            assert not isinstance(caught.value, BodyTruncated)
+            with pytest.raises(OSError, match="No space"):
+                await resp.stop()
+            resp.close()
+            rest = await _fetch(client, url, 300_000, len(data) - 1)
+        finally:
+            client.close()
+    assert rest == data[300_000:]
+    assert srv.server.connections == 2  # the failed piece's connection was not reused
 
 
 @pytest.mark.parametrize(
@@ -286,54 +371,38 @@ async def test_pieces_over_tls_are_verified_and_kept_alive(
     assert srv.server.connections == 2  # the refused handshake never got one; two pieces on one
 
 
-def _chunks(sizes: list[int], total: int) -> Iterator[int]:
-    yield from sizes
-    while True:
-        yield total
-
-
 @settings(max_examples=60, deadline=None)
 @given(
     length=st.integers(0, 5000),
     block=st.integers(1, 700),
     reads=st.lists(st.integers(1, 900), max_size=40),
-    written_late=st.booleans(),
+    flushes=st.lists(st.booleans(), max_size=40),
 )
 def test_a_body_hands_over_every_byte_once_in_order(
-    length: int, block: int, reads: list[int], written_late: bool
+    length: int, block: int, reads: list[int], flushes: list[bool]
 ) -> None:
-    """Any sequence of socket reads, cuts and hand-backs: the ready buffers spell the body exactly."""
+    """Any sequence of socket reads and early hand-overs: the blocks handed over spell the body."""
     data = os.urandom(length)
-    body = Body(length, [bytearray(block), bytearray(block)])
-    out = bytearray()
-    sizes = _chunks(reads, length)
+    body = Body(length, bytearray(block))
+    sink = Collect()
+    sizes = iter(reads)
+    early = iter(flushes)
     fed = 0
-    for _ in range(3 * length + 3):
+    for _ in range(length + 1):
         if not body.left:
             break
-        if not body.can_read:
-            buffer, n = body.ready.popleft()
-            out += buffer[:n]
-            body.give_back(buffer)
-            continue
         view = body.view()
-        n = min(len(view), next(sizes))
+        n = min(len(view), next(sizes, length))
         assert 0 < n <= body.left
         view[:n] = data[fed : fed + n]
         fed += n
-        body.filled(n)
-        if written_late and n % 3 == 0:
-            body.cut()
-        elif body.ready and not written_late:
-            buffer, m = body.ready.popleft()
-            out += buffer[:m]
-            body.give_back(buffer)
-    body.cut()
-    while body.ready:
-        buffer, n = body.ready.popleft()
-        out += buffer[:n]
-    assert bytes(out) == data
+        if body.add(n) or next(early, False):
+            body.hand_over(sink)
+    body.hand_over(sink)
+    assert bytes(sink.out) == data
     assert body.received == length
+    assert [at for at, _ in body.written] == sorted({at for at, _ in body.written})
+    assert sum(n for _, n in body.written) == length
 
 
 async def _head_of(answer: bytes) -> tuple[int, dict[str, str]]:
