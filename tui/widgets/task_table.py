@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Self
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.coordinate import Coordinate
 from textual.events import Resize
@@ -107,7 +109,8 @@ class TaskTable(DataTable[Text]):
     """A DataTable of tasks keyed by task id.
 
     :meth:`show` changes only the cells whose text changed, adds and removes rows as tasks come
-    and go, reorders only when the order changed, and keeps the cursor on the same task.
+    and go, reorders only when the order changed, and keeps the cursor on the same task. A cell
+    whose text did not change is not rendered again either (see :meth:`_render_cell`).
     """
 
     _quiet = False
@@ -119,6 +122,10 @@ class TaskTable(DataTable[Text]):
         self._shown: dict[int, dict[str, str]] = {}
         self._order: list[int] = []
         self._tasks: list[TaskSnapshot] = []
+        # Rendered cells by (row, column) index, with what else their look depends on; valid while
+        # DataTable's update count is the one show() left (anything else changed: all are dropped).
+        self._cells: dict[tuple[int, int], tuple[tuple[object, ...], list[list[Segment]]]] = {}
+        self._cells_valid_at = -1
 
     def refresh(
         self, *regions: Region, repaint: bool = True, layout: bool = False, recompose: bool = False
@@ -131,6 +138,46 @@ class TaskTable(DataTable[Text]):
         if self._quiet and not regions and not layout and not recompose:
             return self
         return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
+
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> list[list[Segment]]:
+        """A cell's lines, from the last render if neither its text nor its look changed since.
+
+        DataTable keys its own cell cache on a count that every update_cell bumps, so changing one
+        cell renders all of them again each time a row is drawn: with 50 moving rows that was most
+        of the dashboard's CPU. Here only the cells show() changed are rendered anew.
+        """
+        if self._update_count != self._cells_valid_at:
+            self._cells.clear()  # a change show() did not account for (a resize, a new column...)
+            self._cells_valid_at = self._update_count
+        look = (
+            base_style,
+            width,
+            cursor,
+            hover,
+            self._show_hover_cursor,
+            self.show_cursor,
+            self.cursor_type,
+            self._pseudo_class_state,
+        )
+        cached = self._cells.get((row_index, column_index))
+        if cached is not None and cached[0] == look:
+            return cached[1]
+        lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        self._cells[(row_index, column_index)] = (look, lines)
+        return lines
+
+    def notify_style_update(self) -> None:
+        """New styles (a theme, CSS): nothing rendered before still looks right."""
+        self._cells.clear()
+        super().notify_style_update()
 
     @property
     def selected_id(self) -> int | None:
@@ -208,12 +255,14 @@ class TaskTable(DataTable[Text]):
             finally:
                 self._quiet = False
             if structural:
+                self._cells.clear()
                 self.refresh()
             else:
                 for tid, key in changed:
-                    self.refresh_coordinate(
-                        Coordinate(self.get_row_index(str(tid)), self.get_column_index(key))
-                    )
+                    where = (self.get_row_index(str(tid)), self.get_column_index(key))
+                    self._cells.pop(where, None)
+                    self.refresh_coordinate(Coordinate(*where))
+            self._cells_valid_at = self._update_count
             if selected is not None and selected in wanted_set:
                 index = self.get_row_index(str(selected))
                 if index != self.cursor_row:

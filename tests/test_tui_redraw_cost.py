@@ -1,0 +1,86 @@
+"""What the dashboard redraws while downloads run: only the cells that changed are rendered again,
+and what it draws after a change of order is still right. Real engine, real throttled downloads."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable
+
+from engine.models import TaskState
+from faultserver.content import KiB
+from faultserver.server import FaultServer
+from tests.support.pilot import wait_in_app
+from tests.test_tui_pilot import SIZE, cell, make_app
+from tui.app import FetchtopApp
+from tui.screens.main import MainScreen
+from tui.widgets.task_table import TaskTable
+
+
+def row_text(table: TaskTable, row: int) -> str:
+    """The text the table draws on a row's line (the header is line 0)."""
+    return table.render_line(row + 1).text
+
+
+def downloading(app: FetchtopApp) -> bool:
+    tasks = app.model.snapshot.tasks
+    return len(tasks) == 2 and all(t.state is TaskState.DOWNLOADING and t.done > 0 for t in tasks)
+
+
+@pytest.mark.slow
+async def test_only_changed_cells_are_rendered_again(
+    fault_server: FaultServer, download_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Names sorted the other way round from the queue, so sorting by name reorders the rows.
+    urls = [
+        fault_server.add_file(name, 512 * KiB, rate=32 * KiB, chunk_size=4 * KiB)
+        for name in ("b-second.bin", "a-first.bin")
+    ]
+    app = make_app(download_dir, urls)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_in_app(pilot, lambda: downloading(app), "both downloads to move")
+        first, second = (t.id for t in app.model.snapshot.tasks)
+        table = app.screen.query_one(TaskTable)
+        await wait_in_app(
+            pilot, lambda: cell(app, second, "state").startswith("downloading"), "the table to show it"
+        )
+        rendered: Counter[str] = Counter()
+        render_cell = DataTable._render_cell
+
+        def counting(self: DataTable[object], row: int, column: int, *args: object, **kw: object) -> object:
+            if row >= 0:
+                rendered[str(self.ordered_columns[column].key.value)] += 1
+            return render_cell(self, row, column, *args, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(DataTable, "_render_cell", counting)
+        shown = cell(app, first, "progress"), cell(app, second, "progress")
+        # Two table redraws with new progress (the pilot screen repaints after each).
+        await wait_in_app(
+            pilot,
+            lambda: (cell(app, first, "progress"), cell(app, second, "progress")) != shown,
+            "the progress to move",
+        )
+        shown = cell(app, first, "progress"), cell(app, second, "progress")
+        await wait_in_app(
+            pilot,
+            lambda: (
+                (cell(app, first, "progress"), cell(app, second, "progress")) != shown
+                and rendered["progress"] >= 4
+            ),
+            "the progress to move again and be drawn",
+        )
+        monkeypatch.undo()
+        # The moving cells were rendered again; the ones that cannot change while bytes flow were not.
+        assert rendered["progress"] >= 4 and rendered["speed"] >= 1, rendered
+        assert rendered["id"] == rendered["name"] == rendered["size"] == 0, rendered
+        # A new order moves cells to other rows: what is drawn there follows.
+        assert "b-second.bin" in row_text(table, 0) and "a-first.bin" in row_text(table, 1)
+        await pilot.press("s")  # sort by name
+        screen = app.screen
+        assert isinstance(screen, MainScreen) and screen.sort == "name"
+        await pilot.pause()
+        assert row_text(table, 0).lstrip().startswith(str(second))
+        assert "a-first.bin" in row_text(table, 0) and "b-second.bin" in row_text(table, 1)
+        assert cell(app, second, "name") == "a-first.bin"
