@@ -8,7 +8,7 @@ from typing import Self
 
 from rich.segment import Segment
 from rich.style import Style
-from rich.text import Text
+from rich.text import Span, Text
 from textual.events import Resize
 from textual.geometry import Region
 from textual.widgets import DataTable
@@ -43,6 +43,9 @@ class Column:
 
 PADDING = 1
 """Cells of padding on each side of every column."""
+
+CellKey = tuple[str, "str | Style", tuple[Span, ...]]
+"""What a cell shows: its text, its style and its styled spans (compared to skip unchanged cells)."""
 
 
 def layout(width: int) -> tuple[Column, ...]:
@@ -118,7 +121,7 @@ class TaskTable(DataTable[Text]):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", cell_padding=PADDING, zebra_stripes=False)
         self._columns: tuple[Column, ...] = ()
-        self._shown: dict[int, dict[str, str]] = {}
+        self._shown: dict[int, dict[str, CellKey]] = {}
         self._order: list[int] = []
         self._tasks: list[TaskSnapshot] = []
         # Rendered cells by (row, column) index, with what else their look depends on; valid while
@@ -256,7 +259,9 @@ class TaskTable(DataTable[Text]):
                 for task in tasks:
                     cells = task_cells(task, columns, palette)
                     # Spans too: a new theme recolours a bar whose text is unchanged.
-                    plain = {k: v.plain + str(v.style) + repr(v.spans) for k, v in cells.items()}
+                    # (Compared as tuples: Rich styles compare by their cached hash, while repr() of
+                    # the spans went through Rich's repr machinery for every cell of every row.)
+                    plain = {k: (v.plain, v.style, tuple(v.spans)) for k, v in cells.items()}
                     old = self._shown.get(task.id)
                     if old is None:
                         structural = True
