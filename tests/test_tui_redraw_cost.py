@@ -7,7 +7,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from textual.app import App, ComposeResult
 from textual.widgets import DataTable
+from textual_plotext import PlotextPlot
 
 from engine.models import TaskState
 from faultserver.content import KiB
@@ -15,7 +17,9 @@ from faultserver.server import FaultServer
 from tests.support.pilot import wait_in_app
 from tests.test_tui_pilot import SIZE, cell, make_app
 from tui.app import FetchtopApp
+from tui.model import SpeedHistory
 from tui.screens.main import MainScreen
+from tui.widgets.charts import SpeedChart, redraw_step
 from tui.widgets.task_table import TaskTable
 
 
@@ -43,8 +47,14 @@ async def test_only_changed_cells_are_rendered_again(
         await wait_in_app(pilot, lambda: downloading(app), "both downloads to move")
         first, second = (t.id for t in app.model.snapshot.tasks)
         table = app.screen.query_one(TaskTable)
+        # Both rows drawn with what does not change while bytes flow (the size is known once probed).
         await wait_in_app(
-            pilot, lambda: cell(app, second, "state").startswith("downloading"), "the table to show it"
+            pilot,
+            lambda: all(
+                cell(app, tid, "state").startswith("downloading") and cell(app, tid, "size") == "512K"
+                for tid in (first, second)
+            ),
+            "the table to show both downloading",
         )
         rendered: Counter[str] = Counter()
         render_cell = DataTable._render_cell
@@ -84,3 +94,54 @@ async def test_only_changed_cells_are_rendered_again(
         assert row_text(table, 0).lstrip().startswith(str(second))
         assert "a-first.bin" in row_text(table, 0) and "b-second.bin" in row_text(table, 1)
         assert cell(app, second, "name") == "a-first.bin"
+
+
+def test_a_chart_dot_column_covers_two_seconds_of_a_five_minute_window() -> None:
+    assert redraw_step(300.0, 75) == 2.0
+    assert redraw_step(60.0, 75) == 0.4
+    assert redraw_step(60.0, 0) == 60.0  # not laid out yet: nothing to lose
+
+
+class ChartApp(App[None]):
+    """One chart, as wide as the dashboard's at 120 columns."""
+
+    def compose(self) -> ComposeResult:
+        yield SpeedChart(id="chart")
+
+
+async def test_a_chart_is_built_again_only_when_it_can_have_moved_by_a_dot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    builds: list[int] = []
+    render = PlotextPlot.render
+
+    def counting(self: PlotextPlot) -> object:
+        builds.append(1)
+        return render(self)
+
+    monkeypatch.setattr(PlotextPlot, "render", counting)
+    history = SpeedHistory()
+    for t in range(200):  # a five-minute window: a dot column is 300 / (2 * 82) = 1.8 s
+        history.record(float(t), 1000.0 * (t % 7))
+    async with ChartApp().run_test(size=(82, 12)) as pilot:
+        chart = pilot.app.query_one(SpeedChart)
+        chart.show(history)
+        await pilot.pause()
+        assert builds
+        builds.clear()  # from the first drawing on (mounting drew an empty chart too)
+        history.record(200.0, 0.0)  # a second later: less than a dot
+        chart.show(history)
+        await pilot.pause()
+        assert len(builds) == 0
+        history.record(201.0, 0.0)  # two seconds after the last drawing: a dot further
+        chart.show(history)
+        await pilot.pause()
+        assert len(builds) == 1
+        history.record(202.0, 1e9)  # a new peak rescales the axis: drawn at once
+        chart.show(history)
+        await pilot.pause()
+        assert len(builds) == 2 and chart.unit == "MiB/s"
+        chart.forget()  # a new theme: drawn again whatever the history
+        chart.show(history)
+        await pilot.pause()
+        assert len(builds) == 3

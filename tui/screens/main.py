@@ -140,6 +140,7 @@ class MainScreen(TaskScreen):
         """Forget what was drawn, so the next redraw uses the new colours everywhere."""
         self._drawn_version = self._drawn_history = -1
         self._summary_key = None
+        self.query_one(SpeedChart).forget()
         self.query_one(EventLog).restyle(self.fetchtop.model)
         self.redraw()
 
