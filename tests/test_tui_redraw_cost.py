@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable
 from textual_plotext import PlotextPlot
 
-from engine.models import TaskState
+from engine.models import TaskOptions, TaskSnapshot, TaskState
 from faultserver.content import KiB
 from faultserver.server import FaultServer
 from tests.support.pilot import wait_in_app
@@ -57,14 +58,23 @@ async def test_only_changed_cells_are_rendered_again(
             "the table to show both downloading",
         )
         rendered: Counter[str] = Counter()
+        # A cell rendered anew goes through DataTable's rendering, or the table's direct one.
         render_cell = DataTable._render_cell
+        render_text_cell = TaskTable._render_text_cell
 
-        def counting(self: DataTable[object], row: int, column: int, *args: object, **kw: object) -> object:
+        def counting(self: DataTable[object], row: int, column: int, *args: Any) -> Any:
             if row >= 0:
                 rendered[str(self.ordered_columns[column].key.value)] += 1
-            return render_cell(self, row, column, *args, **kw)  # type: ignore[arg-type]
+            return render_cell(self, row, column, *args)
+
+        def counting_text(self: TaskTable, row: int, column: int, *args: Any) -> Any:
+            lines = render_text_cell(self, row, column, *args)
+            if lines is not None:
+                rendered[str(self.ordered_columns[column].key.value)] += 1
+            return lines
 
         monkeypatch.setattr(DataTable, "_render_cell", counting)
+        monkeypatch.setattr(TaskTable, "_render_text_cell", counting_text)
         shown = cell(app, first, "progress"), cell(app, second, "progress")
         # Two table redraws with new progress (the pilot screen repaints after each).
         await wait_in_app(
@@ -145,3 +155,54 @@ async def test_a_chart_is_built_again_only_when_it_can_have_moved_by_a_dot(
         chart.show(history)
         await pilot.pause()
         assert len(builds) == 3
+
+
+def varied_tasks() -> list[TaskSnapshot]:
+    """One task per state, with and without sizes, speeds and ETAs, a long name and a long error."""
+    states = list(TaskState)
+    return [
+        TaskSnapshot(
+            id=i,
+            url=f"http://example.org/{i}",
+            state=state,
+            options=TaskOptions(),
+            name=("a-very-long-name-" * 4 + "ünïcødé-全角.bin") if i == 3 else f"file-{i}.bin",
+            size=None if i % 4 == 0 else 7_000_000 * i,
+            done=1_000_000 * i,
+            speed=1234.5 * i,
+            avg_speed=999.0 * i,
+            eta=None if i % 3 == 0 else 61.0 * i,
+            connections=i % 5,
+            error="connection reset by peer, and then again " * 3 if state is TaskState.FAILED else None,
+        )
+        for i, state in enumerate(states, 1)
+    ]
+
+
+class TableApp(App[None]):
+    """One task table."""
+
+    def compose(self) -> ComposeResult:
+        yield TaskTable(id="tasks")
+
+
+@pytest.mark.parametrize("width", [80, 120, 160])
+async def test_the_direct_cell_rendering_matches_datatables(width: int) -> None:
+    """Every body cell built directly is what DataTable's own rendering makes of it, segment for
+    segment, with and without the cursor or the mouse on it (the header is left to DataTable)."""
+    async with TableApp().run_test(size=(width, 20)) as pilot:
+        table = pilot.app.query_one(TaskTable)
+        table.show(varied_tasks())
+        await pilot.pause()
+        base = table.rich_style
+        direct = 0
+        for row in range(table.row_count):
+            for column, shown in enumerate(table.ordered_columns):
+                cell_width = shown.get_render_width(table)
+                for cursor, hover in ((False, False), (True, False), (False, True), (True, True)):
+                    ours = table._render_text_cell(row, column, base, cell_width, cursor, hover)
+                    theirs = DataTable._render_cell(table, row, column, base, cell_width, cursor, hover)
+                    assert ours is None or ours == theirs, (row, shown.key.value, cursor, hover)
+                    direct += ours is not None
+        assert direct == table.row_count * len(table.ordered_columns) * 4
+        assert table._render_text_cell(-1, 0, base, 5, False, False) is None
