@@ -285,9 +285,9 @@ async def test_a_lifecycle_only_subscriber_gets_no_progress() -> None:
 
 def test_progress_interval_stretches_with_many_tasks_up_to_a_cap() -> None:
     assert progress_interval(0, 0.25) == 0.25
-    assert progress_interval(25, 0.25) == 0.25
-    assert progress_interval(40, 0.25) == pytest.approx(0.4)
-    assert progress_interval(50, 0.25) == PROGRESS_CAP == 0.5
+    assert progress_interval(12, 0.25) == 0.25
+    assert progress_interval(25, 0.25) == pytest.approx(0.5)
+    assert progress_interval(50, 0.25) == PROGRESS_CAP == 1.0
     assert progress_interval(5000, 0.25) == PROGRESS_CAP
     # A tick longer than the cap is kept: progress is never more frequent than ticks.
-    assert progress_interval(50, 1.0) == 1.0
+    assert progress_interval(50, 2.0) == 2.0

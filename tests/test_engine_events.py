@@ -137,7 +137,7 @@ async def test_progress_is_coalesced_for_a_slow_subscriber(
 async def test_many_running_tasks_stretch_the_progress_interval(
     fault_server: FaultServer, download_dir: Path
 ) -> None:
-    """With 30 downloads running, progress comes every 0.3 s rather than every 0.05 s tick: each event
+    """With 30 downloads running, progress comes every 0.6 s rather than every 0.05 s tick: each event
     carries 30 snapshots, and no screen redraws 30 moving rows that often."""
     count, tick = 30, 0.05
     urls = [fault_server.add_file(f"many{i}.bin", 1 * MiB, rate=64 * KiB) for i in range(count)]
@@ -149,13 +149,13 @@ async def test_many_running_tasks_stretch_the_progress_interval(
             lambda: engine.snapshot().counts.get("downloading", 0) == count, "all of them downloading"
         )
         async with EventLog(engine) as log:
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(3.0)
         running = [e for e in log.progress() if e.snapshot.counts.get("downloading", 0) == count]
-    assert progress_interval(count, tick) == pytest.approx(0.3)
+    assert progress_interval(count, tick) == pytest.approx(0.6)
     gaps = [b.time - a.time for a, b in itertools.pairwise(running)]
-    # About six events in the 2 s (every tick would be about 40); a loaded machine only spaces them more.
+    # About five events in the 3 s (every tick would be about 60); a loaded machine only spaces them more.
     assert len(gaps) >= 2
-    assert min(gaps) >= 0.2, gaps
+    assert min(gaps) >= 0.5, gaps
 
 
 async def test_progress_snapshots_carry_speed_eta_and_segments(
