@@ -14,6 +14,21 @@ from engine.events import Event, ProgressUpdated
 
 MAX_BACKLOG = 10_000
 """Lifecycle events a subscriber may fall behind by before it is cut off."""
+PROGRESS_CAP = 1.0
+"""Longest time between two progress events, in seconds, however many tasks run."""
+PROGRESS_PER_TASK = 0.02
+"""Seconds added to the progress interval per active task."""
+
+
+def progress_interval(active: int, tick: float) -> float:
+    """Seconds between progress events with ``active`` tasks running: every ``tick`` up to a dozen
+    tasks, then longer, up to :data:`PROGRESS_CAP` (a second, from 50 tasks on).
+
+    Each event carries every task's snapshot, so with 50 downloads four events a second cost the
+    engine 200 snapshots and each reader as many rows to take in, while a screen of 50 rows
+    redraws less often than that anyway (``tui.screens.main.table_interval``).
+    """
+    return max(tick, min(PROGRESS_CAP, active * PROGRESS_PER_TASK))
 
 
 class Subscription:

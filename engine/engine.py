@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from engine import control
 from engine.backoff import backoff_delay
-from engine.bus import EventBus, Subscription
+from engine.bus import EventBus, Subscription, progress_interval
 from engine.client import EngineError
 from engine.config import EngineConfig, resolve_output, validate_options
 from engine.control import ControlData
@@ -416,12 +417,20 @@ class Engine:
     # ----- progress and persistence ----------------------------------------------------------
 
     async def _tick_loop(self) -> None:
+        tick = self.config.tick
+        published = -math.inf
         while True:
-            await asyncio.sleep(self.config.tick)
+            await asyncio.sleep(tick)
+            active = 0
             for task in self._tasks.values():
                 if task.state.active:
                     task.meter.tick()
-            if self._bus.wants_progress:
+                    active += 1
+            # Many running tasks stretch the interval (see progress_interval); half a tick of slack
+            # so a two-tick interval is not missed by a tick that came a little early.
+            now = time.monotonic()
+            if self._bus.wants_progress and now - published >= progress_interval(active, tick) - tick / 2:
+                published = now
                 self._publish_progress()
 
     def _publish_progress(self) -> None:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from engine import bus as bus_module
-from engine.bus import MAX_BACKLOG, EventBus, Subscription
+from engine.bus import MAX_BACKLOG, PROGRESS_CAP, EventBus, Subscription, progress_interval
 from engine.events import Event, ProgressUpdated, SegmentFinished, TaskAdded, TaskPaused, TaskRemoved
 from engine.models import EngineSnapshot, TaskOptions, TaskSnapshot, TaskState
 from tests.support.limits import LIMIT
@@ -281,3 +281,13 @@ async def test_a_lifecycle_only_subscriber_gets_no_progress() -> None:
     assert await drain(quiet) == [lifecycle(2)]
     assert await drain(loud) == [lifecycle(2), progress(3)]
     assert not bus.wants_progress
+
+
+def test_progress_interval_stretches_with_many_tasks_up_to_a_cap() -> None:
+    assert progress_interval(0, 0.25) == 0.25
+    assert progress_interval(12, 0.25) == 0.25
+    assert progress_interval(25, 0.25) == pytest.approx(0.5)
+    assert progress_interval(50, 0.25) == PROGRESS_CAP == 1.0
+    assert progress_interval(5000, 0.25) == PROGRESS_CAP
+    # A tick longer than the cap is kept: progress is never more frequent than ticks.
+    assert progress_interval(50, 2.0) == 2.0

@@ -4,10 +4,14 @@ round-trips through JSON, and credentials never show."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from pathlib import Path
 
+import pytest
+
+from engine.bus import progress_interval
 from engine.codec import event_from_json, event_to_json, to_plain
 from engine.engine import Engine
 from engine.events import (
@@ -128,6 +132,30 @@ async def test_progress_is_coalesced_for_a_slow_subscriber(
     # The one kept is the latest state, not a stale one.
     latest = progress[0].snapshot.task(tid)
     assert latest is not None and latest.state is TaskState.COMPLETED and latest.done == size
+
+
+async def test_many_running_tasks_stretch_the_progress_interval(
+    fault_server: FaultServer, download_dir: Path
+) -> None:
+    """With 30 downloads running, progress comes every 0.6 s rather than every 0.05 s tick: each event
+    carries 30 snapshots, and no screen redraws 30 moving rows that often."""
+    count, tick = 30, 0.05
+    urls = [fault_server.add_file(f"many{i}.bin", 1 * MiB, rate=64 * KiB) for i in range(count)]
+    config = fast_config(tick=tick, jobs=count, per_host=count)
+    async with Engine(config) as engine:
+        for url in urls:
+            await engine.add(url, opts(download_dir, connections=1))
+        await wait_until(
+            lambda: engine.snapshot().counts.get("downloading", 0) == count, "all of them downloading"
+        )
+        async with EventLog(engine) as log:
+            await asyncio.sleep(3.0)
+        running = [e for e in log.progress() if e.snapshot.counts.get("downloading", 0) == count]
+    assert progress_interval(count, tick) == pytest.approx(0.6)
+    gaps = [b.time - a.time for a, b in itertools.pairwise(running)]
+    # About five events in the 3 s (every tick would be about 60); a loaded machine only spaces them more.
+    assert len(gaps) >= 2
+    assert min(gaps) >= 0.5, gaps
 
 
 async def test_progress_snapshots_carry_speed_eta_and_segments(

@@ -183,6 +183,9 @@ def test_model_totals_stale_and_history() -> None:
     totals = model.totals()
     assert (totals.active, totals.completed, totals.failed, totals.success_rate) == (1, 1, 1, 0.5)
     assert list(model.task_history) == [1]
+    # A finished piece changes no row: no reason to fetch a snapshot before the next progress.
+    model.apply_event(SegmentFinished(100.5, 1, start=0, end=1024))
+    assert not model.stale
     model.apply_event(TaskFailed(101.0, 1, reason="boom"))
     assert model.stale
     assert model.log[-1].text == "#1 f1.bin failed: boom"

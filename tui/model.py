@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from engine.events import Event, TaskRemoved
+from engine.events import Event, SegmentFinished, TaskRemoved
 from engine.models import EngineSnapshot, TaskSnapshot, TaskState
 from tui.formatting import LogLine, describe_event, task_name
 
@@ -142,7 +142,7 @@ class DashboardModel:
         self.log_count = 0
         """Lines ever logged; views compare it with what they have written."""
         self.last_event_time = 0.0
-        """Engine time of the newest lifecycle event."""
+        """Engine time of the newest lifecycle event that changes a row (not a finished piece)."""
         self.names: dict[int, str] = {}
         """Display names of the tasks seen, for log lines about removed tasks."""
 
@@ -172,7 +172,10 @@ class DashboardModel:
 
     def apply_event(self, event: Event) -> LogLine | None:
         """Log a lifecycle event; returns the line added, if any."""
-        self.last_event_time = max(self.last_event_time, event.time)
+        if not isinstance(event, SegmentFinished):
+            # A finished piece changes no row beyond what the next progress event brings; counting
+            # it made the app fetch a whole snapshot for each one (50 downloads: more than one a second).
+            self.last_event_time = max(self.last_event_time, event.time)
         line = describe_event(event, self.names)
         if isinstance(event, TaskRemoved):
             self.task_history.pop(event.task_id, None)

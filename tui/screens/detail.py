@@ -157,6 +157,7 @@ class DetailScreen(TaskScreen):
     def restyle(self) -> None:
         """Forget what was drawn, so the next redraw uses the new colours everywhere."""
         self._drawn_version = self._drawn_history = -1
+        self.query_one(SpeedChart).forget()
         self.redraw()
 
     def _need_task(self) -> TaskSnapshot | None:

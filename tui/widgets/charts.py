@@ -1,4 +1,5 @@
-"""Speed charts: one PlotextPlot each, with its own figure, redrawn only when a sample was added."""
+"""Speed charts: one PlotextPlot each, with its own figure, redrawn only when a sample was added
+that can move the picture."""
 
 from __future__ import annotations
 
@@ -26,6 +27,16 @@ def pick_span(history: SpeedHistory) -> tuple[float, tuple[str, str, str]]:
     return SPANS[-1]
 
 
+def redraw_step(span: float, width: int) -> float:
+    """Seconds of history one braille dot column of a ``width``-cell chart covers (two per cell).
+
+    A chart redrawn more often than this shows the same picture shifted by less than a dot: with a
+    five-minute window that is every other second, and plotext's filled line, the dashboard's
+    costliest drawing, is built half as often.
+    """
+    return span / max(1, 2 * width)
+
+
 class SpeedChart(PlotextPlot):
     """A filled line of speed over the last minutes, with a KiB/s or MiB/s axis."""
 
@@ -33,10 +44,26 @@ class SpeedChart(PlotextPlot):
         super().__init__(id=id, classes=classes)
         self.unit = "B/s"
         """Unit of the y axis at the last redraw."""
+        self._drawn: tuple[float, float, float] | None = None  # span, newest sample, peak
+
+    def forget(self) -> None:
+        """Draw at the next :meth:`show` whatever the history (new colours, say)."""
+        self._drawn = None
 
     def show(self, history: SpeedHistory) -> None:
-        """Redraw from a history."""
+        """Redraw from a history, unless the picture cannot have moved by a dot since the last time
+        (same window and scale, newest sample less than :func:`redraw_step` newer)."""
         span, xlabels = pick_span(history)
+        samples = history.samples
+        newest = samples[-1][0] if samples else 0.0
+        peak = history.peak
+        if self._drawn is not None:
+            drawn_span, drawn_newest, drawn_peak = self._drawn
+            moved = newest - drawn_newest
+            step = redraw_step(span, self.size.width)
+            if span == drawn_span and peak == drawn_peak and 0 <= moved < step * 0.999:
+                return
+        self._drawn = (span, newest, peak)
         points = history.window(span)
         axis = rate_axis(max((s for _, s in points), default=0.0))
         self.unit = axis.unit

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rich.style import Style
-from rich.text import Text
+from rich.text import Span, Text
 from textual.widgets import Static
 
 from engine.escaping import escape_controls
@@ -57,7 +57,7 @@ class Summary(Static):
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__("", id=id, classes=classes)
-        self._last = ""
+        self._last: tuple[str, tuple[Span, ...]] | None = None
 
     def show(self, model: DashboardModel, sort: str, filter_text: str, connected: bool = True) -> None:
         """Redraw from the model if anything visible changed."""
@@ -69,7 +69,7 @@ class Summary(Static):
         else:
             self.border_subtitle = ""
         text = summary_text(model, sort, filter_text, theme_palette(self.app))
-        key = text.plain + repr(text.spans)
+        key = (text.plain, tuple(text.spans))
         if key != self._last:
             self._last = key
             self.update(text, layout=False)  # fixed size: a relayout would repaint the screen
