@@ -236,6 +236,7 @@ def lookup(table: ChecksumTable, name: str) -> str | None:
     for spec in specs:
         algorithm, _, digest = spec.partition("=")
         if by_algorithm.setdefault(algorithm, digest) != digest:
-            raise ChecksumFileError(f"the checksum file has different {algorithm} digests for {_shown(name)!r}")
+            shown = _shown(name)
+            raise ChecksumFileError(f"the checksum file has different {algorithm} digests for {shown!r}")
     algorithm = max(by_algorithm, key=lambda a: (len(by_algorithm[a]), a))
     return f"{algorithm}={by_algorithm[algorithm]}"
