@@ -4,15 +4,18 @@ real processes against the fault server, the checksum file on disk or served ove
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from engine.models import TaskOptions
 from faultserver.content import KiB, MiB, expected_sha256, file_matches
 from faultserver.server import FaultServer
 from faultserver.specs import FileSpec
 from tests.support.daemons import Daemons, daemon_area
 from tests.support.processes import Processes, assert_clean_success, assert_no_traceback
 from tests.support.raw_server import response, threaded_raw_server
+from tui.options import options_for_url, with_checksum_file
 
 SIZE = 1 * MiB + 5
 WRONG = "0" * 64
@@ -184,3 +187,27 @@ def test_add_carries_the_table_to_the_daemon(daemons: Daemons, threaded_fault_se
 
     res = daemons.cli("add", "--checksum-file", str(daemons.base / "absent"), unlisted)
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "absent" in res.stderr, res.stderr
+
+
+def test_small_tables_go_whole_and_large_ones_are_cut(tmp_path: Path) -> None:
+    urls = ["http://127.0.0.1:9/a/x.iso", "http://127.0.0.1:9/y.iso?sig=1"]
+    small = tmp_path / "small"
+    small.write_text(f"{WRONG}  x.iso\n{WRONG}  other.iso\n")
+    options = with_checksum_file(TaskOptions(), str(small), True, urls)
+    assert [name for name, _ in options.checksum_table] == ["other.iso", "x.iso"]
+    assert options.checksum_source == str(small) and options.checksum_missing_ok
+    assert options_for_url(options, urls[0]) is options
+
+    big = tmp_path / "big"
+    big.write_text(
+        "".join(f"{WRONG}  hay-{i}.bin\n" for i in range(2000)) + f"{WRONG}  x.iso\n{WRONG}  y.iso\n"
+    )
+    options = with_checksum_file(TaskOptions(), str(big), False, urls)
+    assert [name for name, _ in options.checksum_table] == ["x.iso", "y.iso"]
+    assert not options.checksum_missing_ok
+    # The union stays small here, so each URL keeps it; a union over 16 KiB is cut per URL.
+    assert options_for_url(options, urls[1]) is options
+    many = [f"http://127.0.0.1:9/hay-{i}.bin" for i in range(2000)]
+    options = with_checksum_file(TaskOptions(), str(big), False, many)
+    assert len(options.checksum_table) == 2000
+    assert options_for_url(options, many[7]).checksum_table == (("hay-7.bin", f"sha256={WRONG}"),)
