@@ -44,6 +44,10 @@ class EngineConfig:
     """File the queue is saved to on change and restored from at start; None keeps nothing."""
 
 
+MAX_CHECKSUM_ROWS = 10_000
+"""Most rows a task's checksum table may have (a 1 MiB checksum file holds about as many lines)."""
+
+
 def parse_checksum(spec: str) -> tuple[str, str]:
     """``(algorithm, lower-case hex digest)`` from ``ALGO=HEX``, or EngineError saying what is wrong.
 
@@ -96,6 +100,14 @@ def validate_options(options: TaskOptions) -> None:
         raise EngineError("lowest speed must be 0 (off) or positive")
     if options.checksum is not None:
         parse_checksum(options.checksum)
+    if len(options.checksum_table) > MAX_CHECKSUM_ROWS:
+        raise EngineError(f"a checksum table has at most {MAX_CHECKSUM_ROWS} rows")
+    for name, spec in options.checksum_table:
+        if not name or "/" in name:
+            raise EngineError(f"checksum table row for {name!r} does not name a file")
+        parse_checksum(spec)
+    if options.checksum_table and options.checksum_source is None:
+        raise EngineError("a checksum table needs its source (the checksum file's name)")
     if options.retries < 0 or options.timeout <= 0 or options.connect_timeout <= 0:
         raise EngineError("retries must be >= 0 and timeouts positive")
     if options.min_split < 16 * 1024:

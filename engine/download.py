@@ -6,7 +6,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from engine import checkpointing, control, partfile, writeback
+from engine import checkpointing, checksumfile, control, partfile, writeback
 from engine.client import EngineError
 from engine.config import parse_checksum
 from engine.control import ControlData, UntrustedFile
@@ -37,6 +37,9 @@ class Download(Transfer):
     def __init__(self, task: Task, ctx: Context) -> None:
         super().__init__(task, ctx)
         self._ctrl_lock = asyncio.Lock()
+        self.checksum: str | None = task.options.checksum
+        """``ALGO=HEX`` the file is verified with: ``--checksum``, or the checksum file's line for
+        its name (decided at each probe, before the name is claimed)."""
 
     # ----- lifecycle -------------------------------------------------------------------------
 
@@ -54,7 +57,9 @@ class Download(Transfer):
     async def _run(self) -> None:
         task = self.task
         check_url(task.url)
-        self._expected_digest()  # a task restored from an older session was never checked
+        self._expected_digest(
+            task.options.checksum
+        )  # a task restored from an older session was never checked
         if not task.control_checked:
             task.control_checked = True
             await self._adopt_existing_control()
@@ -122,6 +127,7 @@ class Download(Transfer):
         task = self.task
         opened = await probe(self)
         try:
+            self.checksum = self._checksum_for(opened)
             if task.path is None:
                 # A name claimed just now has no control file, and gets none until the first
                 # checkpoint: most small files are done before it, and a part file without a control
@@ -285,12 +291,12 @@ class Download(Transfer):
         file = self.file
         assert file is not None
         cut: int | None = size  # cut and synced in the placing thread: one hop fewer per small file
-        if task.options.checksum:
+        if self.checksum:
             await in_thread(file.truncate_and_sync, size)
             cut = None
             task.set_state(TaskState.VERIFYING)
             self.ctx.publish(TaskVerifying(time.time(), task.id))
-            algo, expected = self._expected_digest()
+            algo, expected = self._expected_digest(self.checksum)
             actual = await in_thread(file.hash, algo)
             if actual.lower() != expected:
                 await self._close_file()
@@ -321,9 +327,31 @@ class Download(Transfer):
         duration = task.meter.active_time
         self.ctx.publish(TaskCompleted(time.time(), task.id, path=str(final), size=size, duration=duration))
 
-    def _expected_digest(self) -> tuple[str, str]:
-        """The task's checksum as ``(algorithm, hex)``; a permanent error, before any request, if unusable."""
-        spec = self.task.options.checksum
+    def _checksum_for(self, opened: Opened) -> str | None:
+        """``--checksum``, else the checksum file's ``ALGO=HEX`` for the name the file gets before
+        numbering (``-o``, Content-Disposition or the URL); a permanent error if the file has no line
+        for it (unless missing ones are allowed) or disagrees with itself."""
+        opts = self.task.options
+        if opts.checksum or opts.checksum_source is None:
+            return opts.checksum
+        disposition = opened.resp.headers.get("Content-Disposition")
+        name = choose_name(opts.output, disposition, str(opened.url))
+        try:
+            spec = checksumfile.lookup(opts.checksum_table, name)
+        except checksumfile.ChecksumFileError as exc:
+            raise DownloadError(
+                f"{exc} ({opts.checksum_source})", permanent=True, kind=ErrorKind.CHECKSUM
+            ) from None
+        if spec is None and not opts.checksum_missing_ok:
+            raise DownloadError(
+                f"no checksum for {name!r} in {opts.checksum_source} (--checksum-missing=ok allows that)",
+                permanent=True,
+                kind=ErrorKind.CHECKSUM,
+            )
+        return spec
+
+    def _expected_digest(self, spec: str | None) -> tuple[str, str]:
+        """A checksum as ``(algorithm, hex)``; a permanent error, before any request, if unusable."""
         if spec is None:
             return "", ""
         try:

@@ -59,7 +59,15 @@ class TaskOptions:
     speed_limit: int | None = None
     """Bytes per second for this task alone; None means unlimited."""
     checksum: str | None = None
-    """``ALGO=HEX`` verified before the final rename."""
+    """``ALGO=HEX`` verified before the final rename; wins over ``checksum_table``."""
+    checksum_table: tuple[tuple[str, str], ...] = ()
+    """``(file name, "ALGO=HEX")`` rows from ``--checksum-file`` (engine.checksumfile.to_table): the
+    file is checked against the row for the name it was given before numbering."""
+    checksum_source: str | None = None
+    """The checksum file (path or URL, without credentials) the table came from, for messages;
+    None when no checksum file was given."""
+    checksum_missing_ok: bool = False
+    """A file with no row in the table is kept unchecked (``--checksum-missing=ok``) rather than failed."""
     headers: tuple[tuple[str, str], ...] = ()
     """Extra request headers, in order."""
     user_agent: str | None = None
@@ -114,7 +122,7 @@ class TaskSnapshot:
     """Where the task is in its lifecycle."""
     options: TaskOptions
     """The options it was added with (limit as currently set), secret header values and the proxy's
-    password redacted (:func:`engine.redaction.redact_options`)."""
+    password redacted (:func:`engine.redaction.redact_options`), the checksum table left out."""
     name: str | None = None
     """File name once decided."""
     path: str | None = None

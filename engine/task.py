@@ -175,7 +175,7 @@ class Task:
             id=self.id,
             url=self.display_url,
             state=self.state,
-            options=redact_options(self.options),
+            options=_shown_options(self.options),
             name=self.name,
             path=None if self.path is None else str(self.path),
             part_path=None if self.part_path is None else str(self.part_path),
@@ -197,6 +197,14 @@ class Task:
             added_at=self.added_at,
             finished_at=self.finished_at,
         )
+
+
+def _shown_options(options: TaskOptions) -> TaskOptions:
+    """The options a snapshot carries: redacted, and without the checksum file's table (up to
+    thousands of rows, sent with every snapshot otherwise; the task keeps it)."""
+    if options.checksum_table:
+        options = replace(options, checksum_table=())
+    return redact_options(options)
 
 
 def _shown(value: str | None) -> str | None:

@@ -25,7 +25,7 @@ from engine.escaping import escape_controls
 from engine.locations import Locations
 from engine.models import EngineSnapshot, TaskSnapshot, TaskState
 from engine.units import format_bytes, format_duration, format_rate, parse_rate
-from tui.options import PROG, Parser, UsageError, add_download_options, download_request
+from tui.options import PROG, Parser, UsageError, add_download_options, download_request, options_for_url
 
 NO_DAEMON = f"{PROG}: no daemon running (start one with {PROG} daemon)"
 """What every client command says when nothing listens on the socket."""
@@ -167,7 +167,7 @@ def _add(argv: list[str]) -> int:
         status = 0
         for url in request.urls:
             try:
-                print(await c.add(url, options), flush=True)
+                print(await c.add(url, options_for_url(options, url)), flush=True)
             except EngineError as exc:
                 _say_error(f"{PROG}: {url}: {exc}")
                 status = 1

@@ -282,7 +282,7 @@ async def download(request: DownloadRequest, reporter: Reporter) -> int:
         try:
             # Quiet runs only need failures: not building snapshots each tick saves CPU.
             events = engine.subscribe(progress=not request.quiet)
-            ids = [await engine.add(url, request.options) for url in request.urls]
+            ids = [await engine.add(url, request.options_for(url)) for url in request.urls]
 
             async def pump() -> None:
                 async for event in events:

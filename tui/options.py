@@ -56,6 +56,10 @@ class DownloadRequest:
     quiet: bool
     """No progress output."""
 
+    def options_for(self, url: str) -> TaskOptions:
+        """The options for one of the URLs: a large checksum table cut to that download's lines."""
+        return options_for_url(self.options, url)
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -135,6 +139,7 @@ def add_download_options(parser: argparse.ArgumentParser) -> None:
         "--limit-rate", type=_rate, metavar="RATE", help="overall speed limit, e.g. 500K, 2M (bytes/s)"
     )
     parser.add_argument("--checksum", metavar="ALGO=HEX", help="verify e.g. sha256=... before finishing")
+    add_checksum_file_options(parser)
     parser.add_argument(
         "--retries", type=int, default=5, metavar="N", help="retries without progress (default 5)"
     )
@@ -226,6 +231,8 @@ def download_request(args: argparse.Namespace, require_urls: bool) -> DownloadRe
         validate_options(options)
     except EngineError as exc:
         raise UsageError(str(exc)) from None
+    if args.checksum_file is not None:
+        options = with_checksum_file(options, args.checksum_file, args.checksum_missing == "ok", urls)
     config = EngineConfig(
         jobs=args.jobs, per_host=args.per_host, speed_limit=args.limit_rate, defaults=options
     )
@@ -237,3 +244,104 @@ def download_request(args: argparse.Namespace, require_urls: bool) -> DownloadRe
         metrics_port=args.metrics_port,
         quiet=args.quiet,
     )
+
+
+# ----- checksum files (--checksum-file, --checksum-missing; issue 13) ---------------------------------
+
+WHOLE_TABLE_CHARS = 16 * 1024
+"""A checksum table up to this size goes to every task whole; a larger one is cut to the lines for
+the names the URLs (or ``-o``) give, so a daemon request stays well under its 64 KiB limit."""
+
+
+def add_checksum_file_options(parser: argparse.ArgumentParser) -> None:
+    """``--checksum-file FILE|URL`` and ``--checksum-missing fail|ok``."""
+    parser.add_argument(
+        "--checksum-file",
+        metavar="FILE|URL",
+        help="verify each download against its line in a SHA256SUMS-style file (GNU or BSD format)",
+    )
+    parser.add_argument(
+        "--checksum-missing",
+        choices=("fail", "ok"),
+        default="fail",
+        help="a download with no line in --checksum-file: fail (default) or ok (kept unchecked)",
+    )
+
+
+def _table_chars(table: tuple[tuple[str, str], ...]) -> int:
+    return sum(len(name) + len(spec) + 8 for name, spec in table)
+
+
+def _url_names(options: TaskOptions, urls: list[str]) -> set[str]:
+    """The names the URLs' files get unless a server's Content-Disposition says otherwise."""
+    from engine.filenames import choose_name
+
+    return {choose_name(options.output, None, url) for url in urls}
+
+
+def options_for_url(options: TaskOptions, url: str) -> TaskOptions:
+    """``options`` for ``url``: a checksum table over :data:`WHOLE_TABLE_CHARS` cut to its lines."""
+    import dataclasses
+
+    from engine.checksumfile import select
+
+    if _table_chars(options.checksum_table) <= WHOLE_TABLE_CHARS:
+        return options
+    table = select(options.checksum_table, _url_names(options, [url]))
+    return dataclasses.replace(options, checksum_table=table)
+
+
+def read_checksum_file(source: str, options: TaskOptions) -> bytes:
+    """The bytes of a checksum file, from a path or an http(s) URL; UsageError naming it if unreadable."""
+    from engine.checksumfile import MAX_FILE_BYTES, ChecksumFileError
+    from engine.escaping import escape_controls
+
+    if source.lower().startswith(("http://", "https://")):
+        import asyncio
+
+        from engine.checksumfetch import fetch_checksum_file
+        from engine.redaction import redact
+
+        try:
+            return asyncio.run(fetch_checksum_file(source, options))
+        except ChecksumFileError as exc:
+            raise UsageError(f"cannot fetch checksum file {redact(source)}: {exc}") from None
+    try:
+        with open(source, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read checksum file {escape_controls(source)}: {exc.strerror}") from None
+    return data
+
+
+def with_checksum_file(options: TaskOptions, source: str, missing_ok: bool, urls: list[str]) -> TaskOptions:
+    """``options`` carrying the table of the checksum file at ``source`` (read once, here).
+
+    The table goes whole when small (:data:`WHOLE_TABLE_CHARS`), else only the lines for the names
+    the URLs give (a Content-Disposition name is then found only if one of those lines has it).
+    """
+    import dataclasses
+
+    from engine.checksumfile import ChecksumFileError, parse_bytes, select, to_table
+    from engine.client import EngineError
+    from engine.config import validate_options
+    from engine.escaping import escape_controls
+    from engine.redaction import redact
+
+    data = read_checksum_file(source, options)
+    is_url = source.lower().startswith(("http://", "https://"))
+    shown = redact(source) if is_url else escape_controls(source)
+    try:
+        table = to_table(parse_bytes(data))
+    except ChecksumFileError as exc:
+        raise UsageError(f"checksum file {shown}: {exc}") from None
+    if _table_chars(table) > WHOLE_TABLE_CHARS:
+        table = select(table, _url_names(options, urls))
+    options = dataclasses.replace(
+        options, checksum_table=table, checksum_source=shown, checksum_missing_ok=missing_ok
+    )
+    try:
+        validate_options(options)
+    except EngineError as exc:
+        raise UsageError(f"checksum file {shown}: {exc}") from None
+    return options
