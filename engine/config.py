@@ -38,6 +38,12 @@ class EngineConfig:
     """Seconds between control-file updates while data flows."""
     session_path: str | None = None
     """File the queue is saved to on change and restored from at start; None keeps nothing."""
+    on_complete: tuple[str, ...] = ()
+    """Command (argv, no shell) run with the file's path after each completed download; () for none."""
+    on_error: tuple[str, ...] = ()
+    """Command run with the (intended) file path after each failed download; () for none."""
+    hook_timeout: float = 60.0
+    """Seconds a hook may run before it (and its process group) is killed."""
 
 
 def parse_checksum(spec: str) -> tuple[str, str]:
