@@ -45,10 +45,12 @@ def hook_call(
 ) -> tuple[list[str], dict[str, str]]:
     """The argv and environment of one hook run: pure, so it is tested directly.
 
-    The path is the last argument (empty when a download failed before its name was known); the URL
+    The path is the last argument, absolute (empty when a download failed before its name was known); the URL
     has no user or password (it is also the only place the task's URL appears).
     """
     file_path = path or task.path or ""
+    # Absolute, so a hook that changes directory (or a daemon's, started elsewhere) finds the file.
+    file_path = os.path.abspath(file_path) if file_path else ""
     env = dict(base_env)
     env.update(
         FETCHTOP_ID=str(task.id),

@@ -52,7 +52,11 @@ def state_dir(explicit: str | None = None) -> str:
 
 
 def config_file() -> str:
-    """The default config file: ``$XDG_CONFIG_HOME/fetchtop/config.toml`` (platformdirs follows XDG)."""
+    """The default config file: ``$XDG_CONFIG_HOME/fetchtop/config.toml`` (``~/.config`` if unset)."""
+    if sys.platform.startswith("linux"):
+        # What platformdirs does on Linux, without importing it on every ``fetchtop get``.
+        base = os.environ.get("XDG_CONFIG_HOME", "").strip() or os.path.expanduser("~/.config")
+        return os.path.join(base, APP_NAME, CONFIG_NAME)
     from platformdirs import user_config_dir
 
     return os.path.join(user_config_dir(APP_NAME), CONFIG_NAME)

@@ -142,7 +142,9 @@ def _unknown(key: str, known: Iterable[str]) -> str:
 
 def parse_user(value: object) -> tuple[str, str]:
     """``(user, password)`` from a host section's ``user = "USER:PASSWORD"``; ValueError otherwise."""
-    text = _text(value, "a string USER:PASSWORD")
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string USER:PASSWORD, got {_describe(value)}")
+    text = value
     user, sep, password = text.partition(":")
     if not user:
         raise ValueError("expected USER:PASSWORD, got an empty user name")
