@@ -214,7 +214,8 @@ def test_the_daemon_runs_hooks_and_uses_the_file_add_applies_host_sections(
     env = {"XDG_CONFIG_HOME": str(daemons.home / ".config")}
     write_config(
         env,
-        f'on-complete = {json.dumps(hook)}\nconnections = 2\n[hosts."{host}"]\nheader = ["X-Via: add"]\n',
+        f'on-complete = {json.dumps(hook)}\nconnections = 2\nlimit-rate = "50M"\n'
+        f'[hosts."{host}"]\nheader = ["X-Via: add"]\n',
     )
     daemons.start()
     task_id = int(daemons.ok("add", url).strip())
@@ -226,4 +227,23 @@ def test_the_daemon_runs_hooks_and_uses_the_file_add_applies_host_sections(
     assert call["env"]["FETCHTOP_STATUS"] == "completed"
     assert file_matches(path, "daemon.bin", 256 * KiB)
     assert seen(srv, "daemon.bin", "X-Via") == {"add"}
-    assert daemons.task(task_id)["options"]["connections"] == 2
+    task = daemons.task(task_id)
+    assert task["options"]["connections"] == 2
+    # The file's limit-rate is the daemon's overall limit; add does not make it each task's too.
+    assert task["options"]["speed_limit"] is None
+    assert daemons.snapshot()["speed_limit"] == 50 * MiB
+
+
+@pytest.mark.parametrize("command", [[], ["daemon"]])
+def test_commands_with_one_set_of_options_refuse_a_url_with_a_host_section(
+    threaded_fault_server: FaultServer, procs: Processes, command: list[str]
+) -> None:
+    srv = threaded_fault_server
+    url = srv.add_file("h.bin", 32 * KiB)
+    other = srv.status_url(404).replace("127.0.0.1", "localhost")  # never requested either
+    write_config(procs.env, '[hosts."127.0.0.1"]\nconnections = 2\n')
+    res = procs.run([*command, "--state-dir", str(procs.cwd / "state"), other, url])
+    assert res.returncode == 2, res.describe()
+    assert len(res.err_lines) == 1
+    assert res.err_lines[0].startswith(f"fetchtop: {url}: its host section in the config file applies to")
+    assert srv.stats("h.bin").records == []

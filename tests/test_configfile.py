@@ -4,6 +4,8 @@ tui.options). Also the argv and environment a hook is given (engine.hooks.hook_c
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -99,6 +101,15 @@ def test_a_bad_file_is_one_line_naming_the_key_and_the_problem(text: str, expect
 def test_secrets_in_a_bad_value_are_not_quoted() -> None:
     assert "s3cret" not in problem("header = ['Authorization Bearer s3cret']")
     assert "s3cret" not in problem('[hosts."a.example"]\nuser = ":s3cret"')
+
+
+def test_the_readmes_example_file_is_valid() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme.split("## Config file", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    config = parse(example)
+    assert config.top["connections"] == 4
+    assert [(h.host, h.port) for h in config.hosts] == [("files.example.com", None), ("127.0.0.1", 8080)]
+    assert config.hosts[0].values["user"] == ("alice", "secret")
 
 
 def test_host_sections_keep_their_host_port_and_values() -> None:

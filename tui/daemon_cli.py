@@ -26,7 +26,15 @@ from engine.locations import Locations
 from engine.models import EngineSnapshot, TaskSnapshot, TaskState
 from engine.redaction import redact
 from engine.units import format_bytes, format_duration, format_rate, parse_rate
-from tui.options import PROG, Parser, UsageError, add_download_options, download_request, parse_download_args
+from tui.options import (
+    PROG,
+    Parser,
+    UsageError,
+    add_download_options,
+    download_request,
+    parse_download_args,
+    refuse_host_sections,
+)
 
 NO_DAEMON = f"{PROG}: no daemon running (start one with {PROG} daemon)"
 """What every client command says when nothing listens on the socket."""
@@ -115,6 +123,7 @@ def _daemon(argv: list[str]) -> int:
     if args.output:
         raise UsageError("-o/--output names one file: give it to 'fetchtop add', not to the daemon")
     request = download_request(args, require_urls=False)
+    refuse_host_sections(request, "'fetchtop daemon'")
     where = Locations.resolve(args.state_dir, args.socket)
     download_dir = os.path.abspath(os.path.expanduser(args.dir))
     try:
@@ -169,9 +178,10 @@ def _add(argv: list[str]) -> int:
         if client.socket_path is not None:
             # Same machine: a relative directory means the caller's, not the daemon's.
             directory = os.path.abspath(directory)
-        # --limit-rate limits each download here; the command line's wins over a host section's.
+        # --limit-rate limits each download here; the command line's wins over a host section's. The
+        # file's top-level limit-rate is the daemon's overall one (the same file), not each task's.
         limit = task_options.speed_limit
-        if "limit_rate" in args.options_given or limit is None:
+        if "limit_rate" in args.options_given:
             limit = args.limit_rate
         downloads.append((url, dataclasses.replace(task_options, directory=directory, speed_limit=limit)))
 

@@ -439,3 +439,16 @@ def _per_url(args: argparse.Namespace, url: str, options: TaskOptions) -> tuple[
     per_url = _task_options(values, speed_limit=limit if isinstance(limit, int) else None)
     credentials = section.values.get(USER_KEY)
     return with_credentials(url, credentials if isinstance(credentials, tuple) else None), per_url
+
+
+def refuse_host_sections(request: DownloadRequest, command: str) -> None:
+    """UsageError if a URL given to ``command`` has a host section that changes its options: that
+    command takes one set of options for all its URLs, and would silently use the wrong ones."""
+    from engine.redaction import redact
+
+    for (url, options), plain in zip(request.downloads, request.urls, strict=True):
+        if (url, options) != (plain, request.options):
+            raise UsageError(
+                f"{redact(plain)}: its host section in the config file applies to 'fetchtop get' and "
+                f"'fetchtop add', not yet to URLs given to {command}: queue it with 'fetchtop add'"
+            )
