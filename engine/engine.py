@@ -146,12 +146,15 @@ class Engine:
                 await self._ticker
         # Hooks of downloads that ended are waited for (each is killed at its timeout), before the
         # bus closes so their failures still reach subscribers (the daemon's log).
-        await self._hooks.close()
-        self._publish_progress()
-        if self._session is not None:
-            await self._session.close()
-        self._range_client.close()
-        self._bus.close()
+        try:
+            await self._hooks.close()
+        finally:
+            # Cancelled while hooks ran (they are killed then), the engine still closes all the way.
+            self._publish_progress()
+            if self._session is not None:
+                await self._session.close()
+            self._range_client.close()
+            self._bus.close()
 
     # ----- what downloads need (engine.transfer.Context) -----------------------------------
 

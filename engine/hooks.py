@@ -179,5 +179,15 @@ class HookRunner:
             await asyncio.gather(*list(self._running), return_exceptions=True)
 
     async def close(self) -> None:
-        """Wait for the hooks still running (they are killed at their timeout), for the engine's close."""
-        await self.idle()
+        """Wait for the hooks still running (they are killed at their timeout), for the engine's close.
+
+        Cancelled while it waits (a second Ctrl-C, a second SIGTERM), it kills them at once instead.
+        """
+        try:
+            await self.idle()
+        except asyncio.CancelledError:
+            running = list(self._running)
+            for runner in running:
+                runner.cancel()  # each kills its process group on the way out
+            await asyncio.gather(*running, return_exceptions=True)
+            raise

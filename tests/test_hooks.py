@@ -4,12 +4,15 @@ missing hook is an event and never changes how the download ends."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from engine.engine import Engine
 from engine.events import HookFailed
@@ -170,3 +173,30 @@ async def test_closing_the_engine_waits_for_a_running_hook(
         task = await download(engine, url, opts(download_dir))
     assert task.state is TaskState.COMPLETED
     assert done.read_text() == "ok"  # the engine closed only once the hook had ended
+
+
+async def test_a_close_cancelled_while_a_hook_runs_kills_it_and_still_closes(
+    fault_server: FaultServer, tmp_path: Path, download_dir: Path
+) -> None:
+    url = fault_server.add_file("f.bin", 32 * KiB)
+    pid_file = tmp_path / "hook.pid"
+    hang = (
+        sys.executable,
+        "-c",
+        f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(600)",
+    )
+    engine = Engine(fast_config(on_complete=hang))
+    await engine.start()
+    task = await download(engine, url, opts(download_dir))
+    await wait_until(lambda: pid_file.exists() and pid_file.read_text(), "the hook to start")
+    closing = asyncio.create_task(engine.close())
+    await asyncio.sleep(0.2)
+    assert not closing.done()  # waiting for the hook, as a first Ctrl-C does
+    closing.cancel()  # a second one
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(closing, 20)
+    hook = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(hook, 0)  # killed and reaped
+    assert task.state is TaskState.COMPLETED
+    assert engine.session.closed
