@@ -197,12 +197,10 @@ def read_url_file(path: str) -> list[str]:
 
 
 def download_request(args: argparse.Namespace, require_urls: bool) -> DownloadRequest:
-    """Turn parsed options into engine terms; raises UsageError on contradictions.
-
-    ``args`` from :func:`parse_download_args` also carry the config file, whose host sections give
-    each URL its own options (``downloads``); plain ``parse_args`` results have none.
-    """
-    from engine.config import EngineConfig
+    """Turn parsed options into engine terms; raises UsageError on contradictions."""
+    from engine.client import EngineError
+    from engine.config import EngineConfig, resolve_output, validate_options
+    from engine.models import MAX_CONNECTIONS, TaskOptions
 
     urls = list(args.urls)
     if args.input_file:
@@ -211,7 +209,30 @@ def download_request(args: argparse.Namespace, require_urls: bool) -> DownloadRe
         raise UsageError("no URL given (see 'fetchtop get --help')")
     if args.output and len(urls) > 1:
         raise UsageError("-o/--output names one file, but several URLs were given")
-    options = _task_options(vars(args))
+    if args.connections > MAX_CONNECTIONS:
+        raise UsageError(f"-x/--connections is at most {MAX_CONNECTIONS}")
+    if args.retries < 0:
+        raise UsageError("--retries must be 0 or more")
+    options = TaskOptions(
+        output=args.output,
+        directory=args.dir,
+        connections=args.connections,
+        checksum=args.checksum,
+        headers=tuple(args.header),
+        user_agent=args.user_agent,
+        proxy=args.proxy,
+        insecure=args.insecure,
+        retries=args.retries,
+        timeout=args.timeout,
+        lowest_speed=args.lowest_speed,
+        connect_timeout=args.connect_timeout,
+        check_validators=not args.no_if_range,
+    )
+    try:
+        options = resolve_output(options)
+        validate_options(options)
+    except EngineError as exc:
+        raise UsageError(str(exc)) from None
     config = EngineConfig(
         jobs=args.jobs,
         per_host=args.per_host,
@@ -229,40 +250,6 @@ def download_request(args: argparse.Namespace, require_urls: bool) -> DownloadRe
         quiet=args.quiet,
         downloads=tuple(_per_url(args, url, options) for url in urls),
     )
-
-
-def _task_options(values: dict[str, Any], speed_limit: int | None = None) -> TaskOptions:
-    """The per-download options from parsed (and config-layered) values; UsageError if unusable."""
-    from engine.client import EngineError
-    from engine.config import resolve_output, validate_options
-    from engine.models import MAX_CONNECTIONS, TaskOptions
-
-    if values["connections"] > MAX_CONNECTIONS:
-        raise UsageError(f"-x/--connections is at most {MAX_CONNECTIONS}")
-    if values["retries"] < 0:
-        raise UsageError("--retries must be 0 or more")
-    options = TaskOptions(
-        output=values["output"],
-        directory=values["dir"],
-        connections=values["connections"],
-        speed_limit=speed_limit,
-        checksum=values["checksum"],
-        headers=tuple(values["header"]),
-        user_agent=values["user_agent"],
-        proxy=values["proxy"],
-        insecure=values["insecure"],
-        retries=values["retries"],
-        timeout=values["timeout"],
-        lowest_speed=values["lowest_speed"],
-        connect_timeout=values["connect_timeout"],
-        check_validators=not values["no_if_range"],
-    )
-    try:
-        options = resolve_output(options)
-        validate_options(options)
-    except EngineError as exc:
-        raise UsageError(str(exc)) from None
-    return options
 
 
 # ----- the config file and hooks (issue 13) -------------------------------------------------------
@@ -428,6 +415,8 @@ def parse_download_args(parser: argparse.ArgumentParser, argv: Sequence[str]) ->
 
 def _per_url(args: argparse.Namespace, url: str, options: TaskOptions) -> tuple[str, TaskOptions]:
     """A URL with its options: those of its host section (under the command line), if it has one."""
+    import dataclasses
+
     from tui.configfile import USER_KEY, host_section, layered, with_credentials
 
     config: Config | None = getattr(args, "config_file", None)
@@ -435,8 +424,10 @@ def _per_url(args: argparse.Namespace, url: str, options: TaskOptions) -> tuple[
     if config is None or section is None:
         return url, options
     values = layered(args.options_raw, args.options_given, config.top, section.values, lists=LIST_DESTS)
-    limit = section.values.get("limit_rate")
-    per_url = _task_options(values, speed_limit=limit if isinstance(limit, int) else None)
+    # The same checks and conversion as the command line's, on a namespace without a config file.
+    one = download_request(argparse.Namespace(**{**values, "urls": [url], "input_file": None}), False)
+    limit = section.values.get("limit_rate")  # in a host section: each download's own limit
+    per_url = dataclasses.replace(one.options, speed_limit=limit if isinstance(limit, int) else None)
     credentials = section.values.get(USER_KEY)
     return with_credentials(url, credentials if isinstance(credentials, tuple) else None), per_url
 
