@@ -10,8 +10,6 @@ built-in defaults. Every problem is one :class:`ConfigError` line naming the fil
 from __future__ import annotations
 
 import argparse
-import difflib
-import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -136,6 +134,8 @@ def _one(spec: OptionSpec, text: str) -> object:
 
 
 def _unknown(key: str, known: Iterable[str]) -> str:
+    import difflib
+
     close = difflib.get_close_matches(key, list(known), n=1)
     return "unknown key" + (f" (did you mean '{close[0]}'?)" if close else "")
 
@@ -189,6 +189,8 @@ def parse_config(
     ``specs`` are the allowed top-level keys, ``host_keys`` those a host section may set (``user``
     among them), ``not_here`` keys refused with a reason (``output``: one download's option).
     """
+    import tomllib  # here: a run without a config file never loads the TOML parser
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -398,13 +398,14 @@ def parse_download_args(parser: argparse.ArgumentParser, argv: Sequence[str]) ->
     The namespace also keeps the file and what the command line gave, for the host sections
     (:func:`download_request`). A bad file raises UsageError before anything starts.
     """
-    from tui.configfile import layered
-
     args = parser.parse_args(argv)
     given = _given(parser, argv)
     config = load_config(args.config, args.no_config)
     raw = dict(vars(args))
     if config is not None:
+        # Only with a file: without one, fetchtop get imports none of the config machinery.
+        from tui.configfile import layered
+
         for dest, value in layered(raw, given, config.top, lists=LIST_DESTS).items():
             setattr(args, dest, value)
     args.config_file = config
@@ -415,13 +416,15 @@ def parse_download_args(parser: argparse.ArgumentParser, argv: Sequence[str]) ->
 
 def _per_url(args: argparse.Namespace, url: str, options: TaskOptions) -> tuple[str, TaskOptions]:
     """A URL with its options: those of its host section (under the command line), if it has one."""
+    config: Config | None = getattr(args, "config_file", None)
+    if config is None or not config.hosts:
+        return url, options
     import dataclasses
 
     from tui.configfile import USER_KEY, host_section, layered, with_credentials
 
-    config: Config | None = getattr(args, "config_file", None)
     section = host_section(config, url)
-    if config is None or section is None:
+    if section is None:
         return url, options
     values = layered(args.options_raw, args.options_given, config.top, section.values, lists=LIST_DESTS)
     # The same checks and conversion as the command line's, on a namespace without a config file.
