@@ -42,6 +42,12 @@ class EngineConfig:
     engine.checkpointing); ``$FETCHTOP_CHECKPOINT_INTERVAL`` sets it, ``off`` only for the benchmark."""
     session_path: str | None = None
     """File the queue is saved to on change and restored from at start; None keeps nothing."""
+    on_complete: tuple[str, ...] = ()
+    """Command (argv, no shell) run with the file's path after each completed download; () for none."""
+    on_error: tuple[str, ...] = ()
+    """Command run with the (intended) file path after each failed download; () for none."""
+    hook_timeout: float = 60.0
+    """Seconds a hook may run before it (and its process group) is killed."""
 
 
 MAX_CHECKSUM_ROWS = 10_000

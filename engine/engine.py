@@ -34,6 +34,7 @@ from engine.events import (
     TaskResumed,
     TaskStarted,
 )
+from engine.hooks import HookRunner
 from engine.http import classify
 from engine.models import EngineSnapshot, TaskOptions, TaskSnapshot, TaskState
 from engine.rangeclient import RangeClient
@@ -87,6 +88,13 @@ class Engine:
         self._closing = asyncio.Event()
         self._saver: asyncio.Task[None] | None = None
         self._save_error: str | None = None
+        self._hooks = HookRunner(
+            self.config.on_complete,
+            self.config.on_error,
+            self.config.hook_timeout,
+            lookup=self.task_snapshot,
+            publish=self._bus.publish,
+        )
 
     # ----- context ---------------------------------------------------------------------------
 
@@ -134,11 +142,17 @@ class Engine:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
-        self._publish_progress()
-        if self._session is not None:
-            await self._session.close()
-        self._range_client.close()
-        self._bus.close()
+        # Hooks of downloads that ended are waited for (each is killed at its timeout), before the
+        # bus closes so their failures still reach subscribers (the daemon's log).
+        try:
+            await self._hooks.close()
+        finally:
+            # Cancelled while hooks ran (they are killed then), the engine still closes all the way.
+            self._publish_progress()
+            if self._session is not None:
+                await self._session.close()
+            self._range_client.close()
+            self._bus.close()
 
     # ----- what downloads need (engine.transfer.Context) -----------------------------------
 
@@ -183,8 +197,14 @@ class Engine:
         return slot
 
     def publish(self, event: Event) -> None:
-        """Publish an event to every subscriber."""
+        """Publish an event to every subscriber (and start the hook a completion calls for)."""
         self._bus.publish(event)
+        if self._hooks.enabled:
+            self._hooks.observe(event)
+
+    async def hooks_idle(self) -> None:
+        """Return once the hooks started so far have ended (``fetchtop get`` waits for them)."""
+        await self._hooks.idle()
 
     def received(self, nbytes: int) -> None:
         """Count bytes for the engine-wide totals."""
@@ -404,7 +424,7 @@ class Engine:
     def _fail(self, task: Task, reason: str) -> None:
         task.error = reason
         task.set_state(TaskState.FAILED)
-        self._bus.publish(TaskFailed(time.time(), task.id, reason=reason))
+        self.publish(TaskFailed(time.time(), task.id, reason=reason))
 
     async def _stop(self, task: Task, state: TaskState) -> None:
         runner = task.runner

@@ -138,6 +138,19 @@ class TaskFailed(TaskEvent):
 
 
 @dataclass(frozen=True)
+class HookFailed(TaskEvent):
+    """A task's ``--on-complete``/``--on-error`` command failed, hung (and was killed) or could not start.
+
+    Never fatal: the task's own state is what it was.
+    """
+
+    hook: str
+    """Which hook: ``on-complete`` or ``on-error``."""
+    reason: str
+    """Why, one line (``exit status 3: <its last line of output>``, ``killed after 60s``)."""
+
+
+@dataclass(frozen=True)
 class TaskCancelled(TaskEvent):
     """A task was cancelled by the user."""
 
@@ -224,6 +237,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TaskVerifying,
         TaskCompleted,
         TaskFailed,
+        HookFailed,
         TaskCancelled,
         TaskRemoved,
         TaskMoved,

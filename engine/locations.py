@@ -5,6 +5,9 @@ or the user's platform state directory (``$XDG_STATE_HOME/fetchtop`` on Linux). 
 session, the daemon's history, lock, pid, info and log files. The daemon's control socket goes in
 the state directory when one was chosen (``--state-dir`` or the variable), so separate state
 directories make separate daemons; otherwise in the user's runtime directory.
+
+The config file is ``$XDG_CONFIG_HOME/fetchtop/config.toml`` (``~/.config/fetchtop/config.toml``
+when the variable is unset) on Linux, the platform's user config directory elsewhere.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ INFO_NAME = "daemon.json"
 """Where the running daemon says how to reach it (socket, TCP and metrics addresses, pid)."""
 LOG_NAME = "daemon.log"
 """Output of a detached daemon."""
+CONFIG_NAME = "config.toml"
+"""The config file's name in the user's config directory."""
 
 
 def state_dir(explicit: str | None = None) -> str:
@@ -44,6 +49,17 @@ def state_dir(explicit: str | None = None) -> str:
     from platformdirs import user_state_dir
 
     return user_state_dir(APP_NAME)
+
+
+def config_file() -> str:
+    """The default config file: ``$XDG_CONFIG_HOME/fetchtop/config.toml`` (``~/.config`` if unset)."""
+    if sys.platform.startswith("linux"):
+        # What platformdirs does on Linux, without importing it on every ``fetchtop get``.
+        base = os.environ.get("XDG_CONFIG_HOME", "").strip() or os.path.expanduser("~/.config")
+        return os.path.join(base, APP_NAME, CONFIG_NAME)
+    from platformdirs import user_config_dir
+
+    return os.path.join(user_config_dir(APP_NAME), CONFIG_NAME)
 
 
 def runtime_dir() -> str:

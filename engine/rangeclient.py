@@ -689,6 +689,11 @@ class RangeClient:
             return PieceResponse(self, key, channel)
         raise AssertionError("unreachable")
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` ran."""
+        return self._closed
+
     def release(self, key: tuple[str, str, int, bool], channel: _Channel) -> None:
         """Keep an idle connection for the next request to its origin."""
         if self._closed:

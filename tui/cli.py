@@ -12,7 +12,15 @@ import gc
 import sys
 from collections.abc import Iterator, Sequence
 
-from tui.options import PROG, Parser, UsageError, add_download_options, download_request
+from tui.options import (
+    PROG,
+    Parser,
+    UsageError,
+    add_download_options,
+    download_request,
+    parse_download_args,
+    refuse_host_sections,
+)
 
 COMMANDS = ("get", "demo")
 DAEMON_COMMANDS = ("daemon", "attach", "add", "ls", "pause", "resume", "rm", "limit", "stop")
@@ -98,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_demo(rest)
         parser = build_parser(command)
-        args = parser.parse_args(rest)
+        args = parse_download_args(parser, rest)
         if command == "get":
             with _loading():
                 from tui.get import run_get
@@ -110,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 names = ", ".join(known)
                 raise UsageError(f"unknown command {word!r} (commands: {names}; or give URLs)")
         request = download_request(args, require_urls=False)
+        refuse_host_sections(request, "the dashboard")
         with _loading():
             from tui.app import run_dashboard
 

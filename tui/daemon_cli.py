@@ -24,8 +24,17 @@ from engine.daemon.config import DaemonConfig, DaemonError, parse_listen, read_t
 from engine.escaping import escape_controls
 from engine.locations import Locations
 from engine.models import EngineSnapshot, TaskSnapshot, TaskState
+from engine.redaction import redact
 from engine.units import format_bytes, format_duration, format_rate, parse_rate
-from tui.options import PROG, Parser, UsageError, add_download_options, download_request, options_for_url
+from tui.options import (
+    PROG,
+    Parser,
+    UsageError,
+    add_download_options,
+    download_request,
+    parse_download_args,
+    refuse_host_sections,
+)
 
 NO_DAEMON = f"{PROG}: no daemon running (start one with {PROG} daemon)"
 """What every client command says when nothing listens on the socket."""
@@ -110,10 +119,11 @@ def _daemon(argv: list[str]) -> int:
     parser.add_argument("--listen", metavar="HOST:PORT", help="serve the API on TCP too (needs --token-file)")
     parser.add_argument("--token-file", metavar="FILE", help="file holding the token TCP clients must send")
     parser.add_argument("--detach", action="store_true", help="run in the background (log in the state dir)")
-    args = parser.parse_args(argv)
+    args = parse_download_args(parser, argv)
     if args.output:
         raise UsageError("-o/--output names one file: give it to 'fetchtop add', not to the daemon")
     request = download_request(args, require_urls=False)
+    refuse_host_sections(request, "'fetchtop daemon'")
     where = Locations.resolve(args.state_dir, args.socket)
     download_dir = os.path.abspath(os.path.expanduser(args.dir))
     try:
@@ -152,24 +162,36 @@ def _add(argv: list[str]) -> int:
     )
     add_download_options(parser)
     _connection_options(parser)
-    args = parser.parse_args(argv)
+    args = parse_download_args(parser, argv)
     if args.metrics_port is not None:
         raise UsageError("--metrics-port is an option of 'fetchtop daemon'")
+    for hook in ("on_complete", "on_error"):
+        # Hooks are commands the daemon runs: they are its own options, never sent over its API.
+        if hook in args.options_given:
+            name = hook.replace("_", "-")
+            raise UsageError(f"--{name} is an option of 'fetchtop daemon' (hooks run in the daemon)")
     request = download_request(args, require_urls=True)
     client = make_client(args)
-    directory = os.path.expanduser(request.options.directory)
-    if client.socket_path is not None:
-        # Same machine: a relative directory means the caller's, not the daemon's.
-        directory = os.path.abspath(directory)
-    options = dataclasses.replace(request.options, directory=directory, speed_limit=args.limit_rate)
+    downloads = []
+    for url, task_options in request.downloads:
+        directory = os.path.expanduser(task_options.directory)
+        if client.socket_path is not None:
+            # Same machine: a relative directory means the caller's, not the daemon's.
+            directory = os.path.abspath(directory)
+        # --limit-rate limits each download here; the command line's wins over a host section's. The
+        # file's top-level limit-rate is the daemon's overall one (the same file), not each task's.
+        limit = task_options.speed_limit
+        if "limit_rate" in args.options_given:
+            limit = args.limit_rate
+        downloads.append((url, dataclasses.replace(task_options, directory=directory, speed_limit=limit)))
 
     async def work(c: RemoteClient) -> int:
         status = 0
-        for url in request.urls:
+        for url, options in downloads:
             try:
-                print(await c.add(url, options_for_url(options, url)), flush=True)
+                print(await c.add(url, options), flush=True)
             except EngineError as exc:
-                _say_error(f"{PROG}: {url}: {exc}")
+                _say_error(f"{PROG}: {redact(url)}: {exc}")
                 status = 1
         return status
 

@@ -23,6 +23,7 @@ from engine.events import (
     CheckpointRecovered,
     Event,
     ExtraBytesIgnored,
+    HookFailed,
     LimitChanged,
     SessionSaveFailed,
     SessionSaveRecovered,
@@ -244,6 +245,8 @@ def _event_line(event: Event, names: dict[int, str]) -> LogLine | None:
             )
         case TaskFailed(task_id=tid, reason=reason):
             return LogLine(t, f"{who(tid)} failed: {reason}", "error")
+        case HookFailed(task_id=tid, hook=hook, reason=reason):
+            return LogLine(t, f"{who(tid)} {hook} hook failed: {reason}", "warning")
         case TaskCancelled(task_id=tid):
             return LogLine(t, f"{who(tid)} cancelled", "info")
         case TaskRemoved(task_id=tid, deleted_files=deleted):

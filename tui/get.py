@@ -18,6 +18,7 @@ from engine.events import (
     CheckpointFailed,
     Event,
     ExtraBytesIgnored,
+    HookFailed,
     ProgressUpdated,
     TaskAdded,
     TaskCompleted,
@@ -57,6 +58,9 @@ class Reporter:
             self._urls[event.task_id] = event.task.url
         elif isinstance(event, TaskFailed):
             self.error(f"{self.url_of(event.task_id)}: {event.reason}")
+        elif isinstance(event, HookFailed):
+            # Never fatal (the file is there), but the user asked for it to run: always a line.
+            self.error(f"{self.url_of(event.task_id)}: {event.hook} hook failed: {event.reason}")
         elif isinstance(event, CheckpointFailed):
             # Not fatal, but a crash now would lose progress: worth a line even when quiet.
             self.error(f"{self.url_of(event.task_id)}: control file not written: {event.reason} (retrying)")
@@ -282,7 +286,7 @@ async def download(request: DownloadRequest, reporter: Reporter) -> int:
         try:
             # Quiet runs only need failures: not building snapshots each tick saves CPU.
             events = engine.subscribe(progress=not request.quiet)
-            ids = [await engine.add(url, request.options_for(url)) for url in request.urls]
+            ids = [await engine.add(url, options) for url, options in request.downloads]
 
             async def pump() -> None:
                 async for event in events:
@@ -294,6 +298,8 @@ async def download(request: DownloadRequest, reporter: Reporter) -> int:
             pumping = asyncio.create_task(pump())
             try:
                 final = await engine.wait(ids)
+                # A download's hook is part of it: its failure is reported before the pump ends.
+                await engine.hooks_idle()
             finally:
                 # Drain: the reporter still gets every event published so far, then the pump ends.
                 await events.aclose()

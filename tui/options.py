@@ -7,7 +7,9 @@ it loads must reach main()'s handler, not print a traceback from the console scr
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 if TYPE_CHECKING:
     from engine.config import EngineConfig
     from engine.models import TaskOptions
+    from tui.configfile import Config
 
 PROG = "fetchtop"
 """The command's name, in messages."""
@@ -55,10 +58,9 @@ class DownloadRequest:
     """Port for the /metrics endpoint; None leaves it off."""
     quiet: bool
     """No progress output."""
-
-    def options_for(self, url: str) -> TaskOptions:
-        """The options for one of the URLs: a large checksum table cut to that download's lines."""
-        return options_for_url(self.options, url)
+    downloads: tuple[tuple[str, TaskOptions], ...] = ()
+    """Each URL with its own options: the host section of the config file applied (and its ``user``
+    as the URL's credentials), a large checksum table cut to that download's lines."""
 
 
 def _positive_int(text: str) -> int:
@@ -176,6 +178,7 @@ def add_download_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=_port, metavar="PORT", help="serve Prometheus /metrics")
     parser.add_argument("--metrics-addr", default="127.0.0.1", metavar="ADDR", help="address for /metrics")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    add_config_options(parser)
 
 
 def read_url_file(path: str) -> list[str]:
@@ -234,7 +237,12 @@ def download_request(args: argparse.Namespace, require_urls: bool) -> DownloadRe
     if args.checksum_file is not None:
         options = with_checksum_file(options, args.checksum_file, args.checksum_missing == "ok", urls)
     config = EngineConfig(
-        jobs=args.jobs, per_host=args.per_host, speed_limit=args.limit_rate, defaults=options
+        jobs=args.jobs,
+        per_host=args.per_host,
+        speed_limit=args.limit_rate,
+        defaults=options,
+        on_complete=args.on_complete or (),
+        on_error=args.on_error or (),
     )
     return DownloadRequest(
         urls=urls,
@@ -243,6 +251,9 @@ def download_request(args: argparse.Namespace, require_urls: bool) -> DownloadRe
         metrics_addr=args.metrics_addr,
         metrics_port=args.metrics_port,
         quiet=args.quiet,
+        downloads=tuple(
+            (each, options_for_url(own, url)) for url in urls for each, own in [_per_url(args, url, options)]
+        ),
     )
 
 
@@ -345,3 +356,207 @@ def with_checksum_file(options: TaskOptions, source: str, missing_ok: bool, urls
     except EngineError as exc:
         raise UsageError(f"checksum file {shown}: {exc}") from None
     return options
+
+
+# ----- the config file and hooks (issue 13) -------------------------------------------------------
+
+CONFIG_NOT_HERE = {
+    "output": "names one file: give -o/--output on the command line",
+    "input-file": "give -i/--input-file on the command line",
+    "checksum": "is one file's checksum: give --checksum on the command line",
+    "metrics-port": "give --metrics-port to the one process that serves /metrics",
+    "config": "cannot name another config file",
+    "no-config": "cannot be set in a config file",
+}
+"""Download options a config file refuses, with the reason (one download's, or the file's own)."""
+HOST_KEYS = (
+    "header",
+    "connections",
+    "lowest-speed",
+    "limit-rate",
+    "user",
+    "user-agent",
+    "timeout",
+    "connect-timeout",
+    "retries",
+    "proxy",
+    "insecure",
+    "no-if-range",
+)
+"""Keys a ``[hosts."NAME"]`` section may set: options of each download from that host."""
+LIST_DESTS = ("header",)
+"""Options whose values add up across layers (a header replaces the lower layers' of its name)."""
+
+
+def _hook_command(text: str) -> tuple[str, ...]:
+    import shlex
+
+    try:
+        argv = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"cannot split {text!r} like a shell command: {exc}") from None
+    if not argv:
+        raise argparse.ArgumentTypeError("expected a command, got nothing")
+    return argv
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """``--config``/``--no-config`` and the hooks: part of every command's download options."""
+    parser.add_argument(
+        "--config", metavar="FILE", help="read options from FILE (default: ~/.config/fetchtop/config.toml)"
+    )
+    parser.add_argument("--no-config", action="store_true", help="read no config file")
+    parser.add_argument(
+        "--on-complete",
+        type=_hook_command,
+        metavar="CMD",
+        help="run CMD (no shell) with the file's path as last argument after each completed download",
+    )
+    parser.add_argument(
+        "--on-error", type=_hook_command, metavar="CMD", help="run CMD (no shell) after each failed download"
+    )
+
+
+def _config_specs() -> dict[str, Any]:
+    """The config keys: the long names of the shared download options, with their converters."""
+    from engine.models import MAX_CONNECTIONS
+    from tui.configfile import OptionSpec, specs_from_parser
+
+    parser = Parser(add_help=False)
+    add_download_options(parser)
+    specs = specs_from_parser(parser, exclude=CONFIG_NOT_HERE)
+
+    def connections(text: str) -> int:
+        value = _positive_int(text)
+        if value > MAX_CONNECTIONS:
+            raise argparse.ArgumentTypeError(f"must be at most {MAX_CONNECTIONS}, got {value}")
+        return value
+
+    def retries(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+        return value
+
+    def header(text: str) -> tuple[str, str]:
+        try:
+            return _header(text)
+        except argparse.ArgumentTypeError:
+            # Without the text: a header line is where a token would be.
+            raise argparse.ArgumentTypeError("each header must be 'Name: value'") from None
+
+    # The command line checks these after parsing; a file's value is checked where it is read.
+    specs["header"] = OptionSpec("header", "header", "list", header)
+    specs["connections"] = OptionSpec("connections", "connections", "value", connections)
+    specs["retries"] = OptionSpec("retries", "retries", "value", retries)
+    return specs
+
+
+def load_config(explicit: str | None, disabled: bool) -> Config | None:
+    """The config file ``--config``/``--no-config`` choose, parsed; UsageError (one line) if it is bad.
+
+    The default file may be missing (None); one named with ``--config`` must exist.
+    """
+    from engine.locations import config_file
+    from tui.configfile import ConfigError, parse_config
+
+    if disabled:
+        if explicit:
+            raise UsageError("--config and --no-config contradict each other")
+        return None
+    path = os.path.expanduser(explicit) if explicit else config_file()
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        if explicit is None:
+            return None
+        raise UsageError(f"config file {path}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"config file {path}: cannot read it: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"config file {path}: not UTF-8 text") from None
+    try:
+        return parse_config(text, path, _config_specs(), HOST_KEYS, CONFIG_NOT_HERE)
+    except ConfigError as exc:
+        raise UsageError(f"config file {exc}") from None
+
+
+def _given(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """The destinations the command line itself set (parsed again with every default suppressed)."""
+    saved = [(action, action.default) for action in parser._actions]
+    try:
+        for action, _ in saved:
+            action.default = argparse.SUPPRESS
+        return set(vars(parser.parse_args(argv)))
+    finally:
+        for action, default in saved:
+            action.default = default
+
+
+def parse_download_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse a download command's arguments with the config file's top level under them.
+
+    The namespace also keeps the file and what the command line gave, for the host sections
+    (:func:`download_request`). A bad file raises UsageError before anything starts.
+    """
+    args = parser.parse_args(argv)
+    given = _given(parser, argv)
+    config = load_config(args.config, args.no_config)
+    raw = dict(vars(args))
+    if config is not None:
+        # Only with a file: without one, fetchtop get imports none of the config machinery.
+        from tui.configfile import layered
+
+        for dest, value in layered(raw, given, config.top, lists=LIST_DESTS).items():
+            setattr(args, dest, value)
+    args.config_file = config
+    args.options_given = frozenset(given)
+    args.options_raw = raw
+    return args
+
+
+def _per_url(args: argparse.Namespace, url: str, options: TaskOptions) -> tuple[str, TaskOptions]:
+    """A URL with its options: those of its host section (under the command line), if it has one."""
+    config: Config | None = getattr(args, "config_file", None)
+    if config is None or not config.hosts:
+        return url, options
+    import dataclasses
+
+    from tui.configfile import USER_KEY, host_section, layered, with_credentials
+
+    section = host_section(config, url)
+    if section is None:
+        return url, options
+    values = layered(args.options_raw, args.options_given, config.top, section.values, lists=LIST_DESTS)
+    # The same checks and conversion as the command line's, on a namespace without a config file.
+    # The checksum file was read once already: its table is carried over, not read again.
+    namespace = argparse.Namespace(**{**values, "urls": [url], "input_file": None, "checksum_file": None})
+    one = download_request(namespace, False)
+    limit = section.values.get("limit_rate")  # in a host section: each download's own limit
+    per_url = dataclasses.replace(
+        one.options,
+        speed_limit=limit if isinstance(limit, int) else None,
+        checksum_table=options.checksum_table,
+        checksum_source=options.checksum_source,
+        checksum_missing_ok=options.checksum_missing_ok,
+    )
+    credentials = section.values.get(USER_KEY)
+    return with_credentials(url, credentials if isinstance(credentials, tuple) else None), per_url
+
+
+def refuse_host_sections(request: DownloadRequest, command: str) -> None:
+    """UsageError if a URL given to ``command`` has a host section that changes its options: that
+    command takes one set of options for all its URLs, and would silently use the wrong ones."""
+    from engine.redaction import redact
+
+    for (url, options), plain in zip(request.downloads, request.urls, strict=True):
+        if (url, options) != (plain, request.options):
+            raise UsageError(
+                f"{redact(plain)}: its host section in the config file applies to 'fetchtop get' and "
+                f"'fetchtop add', not yet to URLs given to {command}: queue it with 'fetchtop add'"
+            )

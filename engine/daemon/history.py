@@ -23,6 +23,7 @@ from engine.events import (
     CheckpointRecovered,
     Event,
     ExtraBytesIgnored,
+    HookFailed,
     SessionSaveFailed,
     SessionSaveRecovered,
     TaskAdded,
@@ -82,6 +83,8 @@ def log_event(event: Event) -> None:
         log.info("task %d completed: %s (%d bytes)", event.task_id, event.path, event.size)
     elif isinstance(event, TaskFailed):
         log.warning("task %d failed: %s", event.task_id, event.reason)
+    elif isinstance(event, HookFailed):
+        log.warning("task %d: %s hook failed: %s", event.task_id, event.hook, event.reason)
     elif isinstance(event, TaskRetrying):
         log.info("task %d retrying in %.1fs: %s", event.task_id, event.delay, event.reason)
     elif isinstance(event, SessionSaveFailed):

@@ -31,11 +31,14 @@ _DROPPED_VARS = ("FETCHTOP_STATE_DIR", "FORCE_COLOR", "TERM_PROGRAM")
 
 
 def child_env(home: Path) -> dict[str, str]:
-    """The environment for a child: no proxies (loopback only), a private HOME (no ~/.netrc), the
-    repository on the path, and no inherited state directory or colour settings."""
+    """The environment for a child: no proxies (loopback only), a private HOME (no ~/.netrc) and
+    config directory (no config file), the repository on the path, and no inherited state directory
+    or colour settings."""
     env = {k: v for k, v in os.environ.items() if k.lower() not in _PROXY_VARS and k not in _DROPPED_VARS}
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost,::1"
     env["HOME"] = str(home)
+    # The user's own config file must not change what a test's fetchtop does.
+    env["XDG_CONFIG_HOME"] = str(home / ".config")
     env["PYTHONPATH"] = str(ROOT)
     return env
 
