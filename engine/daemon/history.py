@@ -32,6 +32,7 @@ from engine.events import (
     TaskRemoved,
     TaskRetrying,
     TaskStarted,
+    TaskUrlChanged,
 )
 from engine.models import TaskSnapshot
 
@@ -84,6 +85,10 @@ def log_event(event: Event) -> None:
         log.warning("task %d failed: %s", event.task_id, event.reason)
     elif isinstance(event, TaskRetrying):
         log.info("task %d retrying in %.1fs: %s", event.task_id, event.delay, event.reason)
+    elif isinstance(event, TaskUrlChanged):
+        # The URL is redacted in the event: a signed link's password never reaches the log.
+        how = f"started over ({event.restarted})" if event.restarted else f"{event.kept} bytes kept"
+        log.info("task %d URL changed to %s: %s", event.task_id, event.url, how)
     elif isinstance(event, SessionSaveFailed):
         log.error("cannot save the queue: %s (retrying; what was added is not on disk yet)", event.reason)
     elif isinstance(event, SessionSaveRecovered):
