@@ -335,7 +335,7 @@ class Engine:
         url = url.strip()
         _check_url_changeable(task)
         if task_id in self._relinking:
-            raise EngineError(f"the URL of #{task_id} is being changed already")
+            raise EngineError("the task's URL is being changed already")
         self._relinking.add(task_id)
         try:
             if not task.control_checked:
@@ -345,7 +345,7 @@ class Engine:
                 await Download(task, self)._adopt_existing_control()
             probed = await probe_url(task, self, url)
             if self._tasks.get(task_id) is not task:
-                raise EngineError(f"#{task_id} was removed while its new URL was checked")
+                raise EngineError("the task was removed while its new URL was checked")
             if task.state is not TaskState.QUEUED:  # resumed meanwhile: it waited for this
                 _check_url_changeable(task)
             kept = task.done.covered if task.resumable else 0
@@ -574,9 +574,9 @@ class Engine:
 def _check_url_changeable(task: Task) -> None:
     """Raise EngineError, saying what to do, unless the task is stopped with something left to fetch."""
     if task.state is TaskState.COMPLETED:
-        raise EngineError(f"#{task.id} is completed: there is nothing left to download")
+        raise EngineError("the task is completed: there is nothing left to download")
     if task.state not in (TaskState.PAUSED, TaskState.FAILED, TaskState.CANCELLED):
-        raise EngineError(f"#{task.id} is {task.state.value}: pause it first, then change its URL")
+        raise EngineError(f"the task is {task.state.value}: pause it first, then change its URL")
 
 
 __all__ = ["Engine", "EngineConfig", "validate_options"]
