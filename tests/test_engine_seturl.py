@@ -238,3 +238,26 @@ async def test_a_task_resumed_while_the_new_url_answers_waits_for_it(
         assert done.state is TaskState.COMPLETED, done.error
         assert_exact(done.path, name, SIZE)
         assert not fault_server.stats(name).records  # every request after the pause went to the mirror
+
+
+async def test_a_password_in_the_new_url_is_never_shown(
+    fault_server: FaultServer, download_dir: Path
+) -> None:
+    secret = "s3cr3t-t0ken"
+    name = "private.bin"
+    url = fault_server.add_file(name, SIZE, rate=RATE)
+    async with FaultServer() as mirror:
+        mirror.add_file(name, SIZE, auth=("alice", secret))
+        with_password = mirror.base_url.replace("http://", f"http://alice:{secret}@") + f"/f/{name}"
+        async with Engine(fast_config()) as engine, EventLog(engine) as log:
+            paused = await paused_part_way(engine, url, download_dir)
+            assert await engine.set_url(paused.id, with_password) == paused.done
+            changed = await log.wait_for(TaskUrlChanged, paused.id)
+            task = engine.snapshot().task(paused.id)
+            assert task is not None
+            shown = [changed.url, task.url, task.final_url or "", json.dumps(control_of(task))]
+            assert not [text for text in shown if secret in text], shown
+            await engine.resume(paused.id)  # the password itself is still sent
+            done = await wait_until_done(engine, paused.id)
+        assert done.state is TaskState.COMPLETED, done.error
+        assert_exact(done.path, name, SIZE)
