@@ -44,7 +44,7 @@ from engine.session import load_session, save_session
 from engine.seturl import probe_url
 from engine.task import Task
 from engine.tokenbucket import TokenBucket
-from engine.urlcheck import Held, mismatch
+from engine.urlcheck import Held, Remote, mismatch
 
 if TYPE_CHECKING:
     import aiohttp
@@ -356,14 +356,16 @@ class Engine:
             if reason is not None:
                 await self._forget_files(task)
                 kept = 0
-            elif kept:
-                # The same file: If-Range from now on sends what the new URL sent.
-                task.etag, task.last_modified = probed.remote.etag, probed.remote.last_modified
             else:
-                # Nothing to keep: the next run learns the file afresh from the new URL.
-                task.done, task.plan = RangeSet(), []
-                task.size = task.resumable = task.etag = task.last_modified = None
-            await self._record_url(task, url)
+                # Written before the task changes: if it cannot be, the task stays as it was.
+                await self._record_url(task, url, probed.remote if kept else None)
+                if kept:
+                    # The same file: If-Range from now on sends what the new URL sent.
+                    task.etag, task.last_modified = probed.remote.etag, probed.remote.last_modified
+                else:
+                    # Nothing to keep: the next run learns the file afresh from the new URL.
+                    task.done, task.plan = RangeSet(), []
+                    task.size = task.resumable = task.etag = task.last_modified = None
             task.set_url(url, probed.final_url)
             task.error = None
             if task.state in (TaskState.FAILED, TaskState.CANCELLED):
@@ -388,26 +390,20 @@ class Engine:
         task.size = task.resumable = task.etag = task.last_modified = None
         task.name = task.path = task.part_id = None
 
-    async def _record_url(self, task: Task, url: str) -> None:
-        """Rewrite the control file naming ``url``, so a restarted engine adopts the part file for it."""
+    async def _record_url(self, task: Task, url: str, same: Remote | None) -> None:
+        """Rewrite the control file naming ``url``, so a restarted engine adopts the part file for it:
+        with the bytes held and the validators of ``same``, or (None) claiming nothing."""
         if task.control_path is None or task.part_id is None or task.name is None:
             return  # no files yet
-        data = ControlData(
-            url=redact(url),
-            name=task.name,
-            size=task.size,
-            resumable=bool(task.resumable),
-            etag=task.etag,
-            last_modified=task.last_modified,
-            done=task.done.as_list() if task.resumable else [],
-            part_id=task.part_id,
-        )
+        data = ControlData(url=redact(url), name=task.name, part_id=task.part_id)
+        if same is not None:
+            data.size, data.resumable, data.done = task.size, True, task.done.as_list()
+            data.etag, data.last_modified = same.etag, same.last_modified
         try:
             await asyncio.to_thread(control.write_control, task.control_path, data)
         except OSError as exc:
-            raise EngineError(
-                f"cannot record the new URL in {task.control_path.name}: {exc.strerror}"
-            ) from None
+            reason = exc.strerror or type(exc).__name__
+            raise EngineError(f"cannot record the new URL in {task.control_path.name}: {reason}") from None
 
     @property
     def save_error(self) -> str | None:
