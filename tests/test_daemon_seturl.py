@@ -77,6 +77,21 @@ def test_seturl_steers_the_daemon(daemons: Daemons, threaded_fault_server: Fault
     done = daemons.wait_state(int(tid), "completed")
     assert file_matches(done["path"], name, SIZE)
 
+    # --restart: another file replaces the bytes, from the beginning.
+    second_name = "second.bin"
+    second = str(int(daemons.ok("add", srv.add(FileSpec(second_name, size=SIZE, rate=128 * KiB)))))
+    wait_until_sync(lambda: daemons.task(int(second))["done"] > 0, "some bytes", limit=20)
+    daemons.ok("pause", second)
+    daemons.wait_state(int(second), "paused")
+    said = daemons.ok("seturl", "--restart", second, other_size)
+    assert (
+        said.strip()
+        == f"#{second}: new URL set, starting from the beginning; resume it with 'fetchtop resume {second}'"
+    )
+    daemons.ok("resume", second)
+    done = daemons.wait_state(int(second), "completed")
+    assert file_matches(done["path"], "bigger.bin", SIZE + 1)
+
     usage = daemons.cli("seturl", tid)
     assert usage.returncode == 2 and "URL" in usage.stderr
 
