@@ -120,6 +120,15 @@ class EngineClient(Protocol):
         """
         ...
 
+    async def set_url(self, task_id: int, url: str, restart: bool = False) -> int:
+        """Replace the URL of a paused, failed or cancelled task (an expired link); the bytes kept.
+
+        Kept when the new URL serves the same size and validators; otherwise refused with the
+        reason, or with ``restart`` started over. The task is left paused. Raises EngineError
+        (refused, with why), DaemonUnavailable.
+        """
+        ...
+
     async def get_snapshot(self) -> EngineSnapshot:
         """The current state of every task. Raises EngineError (unreadable answer), DaemonUnavailable."""
         ...

@@ -33,15 +33,20 @@ from engine.events import (
     TaskRemoved,
     TaskResumed,
     TaskStarted,
+    TaskUrlChanged,
 )
 from engine.hooks import HookRunner
 from engine.http import classify
 from engine.models import EngineSnapshot, TaskOptions, TaskSnapshot, TaskState
 from engine.rangeclient import RangeClient
+from engine.ranges import RangeSet
 from engine.ratemeter import RateMeter
+from engine.redaction import redact
 from engine.session import load_session, save_session
+from engine.seturl import probe_url
 from engine.task import Task
 from engine.tokenbucket import TokenBucket
+from engine.urlcheck import Held, Remote, mismatch
 
 if TYPE_CHECKING:
     import aiohttp
@@ -95,6 +100,8 @@ class Engine:
             lookup=self.task_snapshot,
             publish=self._bus.publish,
         )
+        self._relinking: set[int] = set()
+        """Tasks whose new URL is being asked about (set_url): not started until it has answered."""
 
     # ----- context ---------------------------------------------------------------------------
 
@@ -339,6 +346,90 @@ class Engine:
         self._schedule()
         self._save_soon()
 
+    async def set_url(self, task_id: int, url: str, restart: bool = False) -> int:
+        """Replace the URL of a paused, failed or cancelled task (an expired link); the bytes kept.
+
+        The new URL is asked for its first byte; the bytes on disk are kept when it serves the same
+        size and validators (see :func:`engine.urlcheck.mismatch`), else the change is refused with the
+        reason, or with ``restart`` the partial file is deleted and the task starts over. The task is
+        left paused (a failed or cancelled one too), as aria2's changeUri leaves a paused download
+        paused: the user resumes it. One resumed while the new URL answered stays queued, and starts
+        on the new URL. Raises EngineError, with the reason, when the change is refused.
+        """
+        task = self._get(task_id)
+        url = url.strip()
+        _check_url_changeable(task)
+        if task_id in self._relinking:
+            raise EngineError("the task's URL is being changed already")
+        self._relinking.add(task_id)
+        try:
+            if not task.control_checked:
+                # Restored paused from the session, it has not looked for its files yet: it must, so
+                # that what it holds is known (and its control file is the one rewritten below).
+                task.control_checked = True
+                await Download(task, self)._adopt_existing_control()
+            probed = await probe_url(task, self, url)
+            if self._tasks.get(task_id) is not task:
+                raise EngineError("the task was removed while its new URL was checked")
+            if task.state is not TaskState.QUEUED:  # resumed meanwhile: it waited for this
+                _check_url_changeable(task)
+            kept = task.done.covered if task.resumable else 0
+            held = Held(kept, task.size, task.etag, task.last_modified)
+            reason = mismatch(held, probed.remote, task.options.check_validators)
+            if reason is not None and not restart:
+                raise EngineError(f"{reason} (restart to download it again from the new URL)")
+            if reason is not None:
+                await self._forget_files(task)
+                kept = 0
+            else:
+                # Written before the task changes: if it cannot be, the task stays as it was.
+                await self._record_url(task, url, probed.remote if kept else None)
+                if kept:
+                    # The same file: If-Range from now on sends what the new URL sent.
+                    task.etag, task.last_modified = probed.remote.etag, probed.remote.last_modified
+                else:
+                    # Nothing to keep: the next run learns the file afresh from the new URL.
+                    task.done, task.plan = RangeSet(), []
+                    task.size = task.resumable = task.etag = task.last_modified = None
+            task.set_url(url, probed.final_url)
+            task.error = None
+            if task.state in (TaskState.FAILED, TaskState.CANCELLED):
+                task.set_state(TaskState.PAUSED)
+        except BaseException:
+            self._relinking.discard(task_id)
+            self._schedule()  # one resumed meanwhile waited for the answer
+            raise
+        self._relinking.discard(task_id)
+        self._bus.publish(
+            TaskUrlChanged(time.time(), task.id, url=task.display_url, kept=kept, restarted=reason)
+        )
+        self._schedule()
+        self._save_soon()
+        return kept
+
+    async def _forget_files(self, task: Task) -> None:
+        """Delete a task's partial and control files and forget its name: it starts over."""
+        paths = [p for p in (task.part_path, task.control_path) if p is not None]
+        await asyncio.to_thread(control.remove_quietly, *paths)
+        task.done, task.plan = RangeSet(), []
+        task.size = task.resumable = task.etag = task.last_modified = None
+        task.name = task.path = task.part_id = None
+
+    async def _record_url(self, task: Task, url: str, same: Remote | None) -> None:
+        """Rewrite the control file naming ``url``, so a restarted engine adopts the part file for it:
+        with the bytes held and the validators of ``same``, or (None) claiming nothing."""
+        if task.control_path is None or task.part_id is None or task.name is None:
+            return  # no files yet
+        data = ControlData(url=redact(url), name=task.name, part_id=task.part_id)
+        if same is not None:
+            data.size, data.resumable, data.done = task.size, True, task.done.as_list()
+            data.etag, data.last_modified = same.etag, same.last_modified
+        try:
+            await asyncio.to_thread(control.write_control, task.control_path, data)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise EngineError(f"cannot record the new URL in {task.control_path.name}: {reason}") from None
+
     @property
     def save_error(self) -> str | None:
         """Why the queue is not saved, while saves fail (after :meth:`close`: why the last one did)."""
@@ -396,7 +487,7 @@ class Engine:
             if running >= self.config.jobs:
                 break
             task = self._tasks[task_id]
-            if task.state is TaskState.QUEUED and task.runner is None:
+            if task.state is TaskState.QUEUED and task.runner is None and task_id not in self._relinking:
                 task.runner = asyncio.create_task(self._run(task), name=f"fetchtop-task-{task.id}")
                 running += 1
 
@@ -507,6 +598,14 @@ class Engine:
             self._save_error = None
             self._bus.publish(SessionSaveRecovered(time.time()))
         return True
+
+
+def _check_url_changeable(task: Task) -> None:
+    """Raise EngineError, saying what to do, unless the task is stopped with something left to fetch."""
+    if task.state is TaskState.COMPLETED:
+        raise EngineError("the task is completed: there is nothing left to download")
+    if task.state not in (TaskState.PAUSED, TaskState.FAILED, TaskState.CANCELLED):
+        raise EngineError(f"the task is {task.state.value}: pause it first, then change its URL")
 
 
 __all__ = ["Engine", "EngineConfig", "validate_options"]

@@ -172,6 +172,18 @@ class TaskMoved(TaskEvent):
 
 
 @dataclass(frozen=True)
+class TaskUrlChanged(TaskEvent):
+    """A stopped task's URL was replaced (an expired link); it waits paused to be resumed."""
+
+    url: str
+    """The new URL, with any password removed."""
+    kept: int
+    """Bytes downloaded before that the new URL goes on from (0 if none)."""
+    restarted: str | None
+    """Why the bytes on disk were dropped to start over (``--restart``); None if nothing was dropped."""
+
+
+@dataclass(frozen=True)
 class LimitChanged(Event):
     """A speed limit changed."""
 
@@ -241,6 +253,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TaskCancelled,
         TaskRemoved,
         TaskMoved,
+        TaskUrlChanged,
         LimitChanged,
         SessionSaveFailed,
         SessionSaveRecovered,

@@ -89,6 +89,13 @@ class Task:
         self.bucket.set_rate(limit)
         self._still = None
 
+    def set_url(self, url: str, final_url: str | None) -> None:
+        """Take a new URL for the same file (an expired link replaced); the engine checked it first."""
+        self.url = url
+        self.display_url = redact(url) if url else url
+        self.final_url = final_url
+        self._still = None
+
     def changed(self) -> None:
         """Say the task changed outside set_state/set_limit (its run ended), so snapshots are rebuilt."""
         self._still = None

@@ -12,7 +12,20 @@ from tests.support.limits import RUN_TIMEOUT
 from tests.support.processes import FETCHTOP, child_env
 from tui.daemon_cli import NO_DAEMON
 
-EVERY_COMMAND = ("get", "demo", "daemon", "add", "ls", "pause", "resume", "rm", "limit", "stop", "attach")
+EVERY_COMMAND = (
+    "get",
+    "demo",
+    "daemon",
+    "add",
+    "ls",
+    "pause",
+    "resume",
+    "rm",
+    "limit",
+    "seturl",
+    "stop",
+    "attach",
+)
 """Every command ``fetchtop --help`` must name."""
 HEAVY = ("aiohttp.web", "textual")
 """What a client command must not load: the daemon's server and the UI toolkit (and their kin:
@@ -36,7 +49,10 @@ def test_help_lists_every_command_with_a_summary(tmp_path: Path) -> None:
         assert len(listed[0]) == 2 and listed[0][1].strip(), f"{command} has no summary"
 
 
-@pytest.mark.parametrize("command", [("ls",), ("add", "http://127.0.0.1:9/x"), ("pause", "1")])
+@pytest.mark.parametrize(
+    "command",
+    [("ls",), ("add", "http://127.0.0.1:9/x"), ("pause", "1"), ("seturl", "1", "http://127.0.0.1:9/y")],
+)
 def test_a_client_command_without_a_daemon_loads_neither_the_server_nor_the_ui(
     tmp_path: Path, command: tuple[str, ...]
 ) -> None:

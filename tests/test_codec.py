@@ -36,6 +36,7 @@ from engine.events import (
     TaskResumed,
     TaskRetrying,
     TaskStarted,
+    TaskUrlChanged,
     TaskVerifying,
 )
 from engine.models import (
@@ -138,6 +139,8 @@ EXAMPLES: list[Event] = [
     TaskCancelled(T, 3),
     TaskRemoved(T, 3, deleted_files=True),
     TaskMoved(T, 3, position=0),
+    TaskUrlChanged(T, 3, url="https://mirror.example/big.iso", kept=2_500_000, restarted=None),
+    TaskUrlChanged(T, 3, url="https://example.com/big.iso", kept=0, restarted="size differs"),
     LimitChanged(T, task_id=None, limit=None),
     LimitChanged(T, task_id=3, limit=250_000),
     SessionSaveFailed(T, reason="No space left on device"),

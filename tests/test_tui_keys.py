@@ -30,4 +30,5 @@ def test_help_lists_every_bound_key() -> None:
 
 def test_every_key_of_the_issue_is_bound_on_the_main_screen() -> None:
     assert ISSUE_KEYS <= bound_keys(MainScreen)
+    assert "U" in bound_keys(MainScreen) and "U" in bound_keys(DetailScreen)  # issue 13: expired links
     assert "escape" in bound_keys(DetailScreen)  # Esc closes the detail screen; Enter opens it (DataTable)

@@ -32,7 +32,7 @@ from engine.escaping import escape_controls
 from engine.events import ProgressUpdated
 from engine.locations import Locations
 from engine.models import EngineSnapshot, TaskOptions, TaskSnapshot, TaskState
-from engine.units import format_rate
+from engine.units import format_bytes, format_rate
 from tui.host import DashboardEngine
 from tui.messages import ConnectionChanged, EngineEventArrived, SnapshotArrived
 from tui.model import DashboardModel
@@ -372,6 +372,32 @@ class FetchtopApp(App[int]):
             self.command(lambda: client.set_limit(request.limit, request.task_id), f"{scope}: {text}")
 
         self.push_screen(LimitDialog(self.model.snapshot.speed_limit, task, task_first), done)
+
+    def ask_set_url(self, task: TaskSnapshot) -> None:
+        """Ask for a new URL of a paused or failed task (an expired link), and set it."""
+        from tui.screens.seturl import SetUrlDialog, SetUrlRequest
+
+        if task.state is TaskState.COMPLETED:
+            self.notify(f"#{task.id} is complete: it needs no URL.", severity="warning")
+            return
+        if task.state not in (TaskState.PAUSED, TaskState.FAILED, TaskState.CANCELLED):
+            self.notify(f"#{task.id} is {task.state.value}: pause it (p) first.", severity="warning")
+            return
+        client = self.client
+
+        async def change(request: SetUrlRequest) -> None:
+            try:
+                kept = await client.set_url(task.id, request.url, restart=request.restart)
+            except EngineError as exc:
+                raise EngineError(f"URL of #{task.id} not changed: {exc}") from None
+            how = f"{format_bytes(kept)} kept" if kept else "starting from the beginning"
+            self.notify(f"#{task.id}: new URL set, {how}. Press p to resume.")
+
+        def done(request: SetUrlRequest | None) -> None:
+            if request is not None:
+                self.command(lambda: change(request))
+
+        self.push_screen(SetUrlDialog(task), done)
 
     def show_help(self) -> None:
         """Open the help screen."""

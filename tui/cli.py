@@ -23,7 +23,7 @@ from tui.options import (
 )
 
 COMMANDS = ("get", "demo")
-DAEMON_COMMANDS = ("daemon", "attach", "add", "ls", "pause", "resume", "rm", "limit", "stop")
+DAEMON_COMMANDS = ("daemon", "attach", "add", "ls", "pause", "resume", "rm", "limit", "seturl", "stop")
 """Commands that run or talk to the background daemon (see :mod:`tui.daemon_cli`)."""
 SUMMARIES = {
     "get": "download URLs without the dashboard and exit (status 1 if any failed)",
@@ -35,6 +35,7 @@ SUMMARIES = {
     "resume": "resume daemon tasks by id (--all: every paused one)",
     "rm": "cancel and remove daemon tasks by id (--delete: and their files)",
     "limit": "set the daemon's speed limit, overall or for one task",
+    "seturl": "replace the URL of a paused or failed task, keeping its bytes if the file is the same",
     "stop": "make the daemon save its session and exit",
     "attach": "open the dashboard on the running daemon",
 }

@@ -1,9 +1,9 @@
 """The daemon's commands: ``fetchtop daemon``, ``attach``, and the scripting commands that talk to it.
 
-``daemon`` runs :mod:`engine.daemon.process`; ``add``, ``ls``, ``pause``, ``resume``, ``rm``, ``limit``
-and ``stop`` send one request each through :class:`engine.daemon.client.RemoteClient`; ``attach`` opens
-the dashboard on a RemoteClient. Textual is imported only inside ``attach`` and the daemon's server
-only inside ``daemon``, so the scripting commands start fast.
+``daemon`` runs :mod:`engine.daemon.process`; ``add``, ``ls``, ``pause``, ``resume``, ``rm``, ``limit``,
+``seturl`` and ``stop`` send one request each through :class:`engine.daemon.client.RemoteClient`;
+``attach`` opens the dashboard on a RemoteClient. Textual is imported only inside ``attach`` and the
+daemon's server only inside ``daemon``, so the scripting commands start fast.
 """
 
 from __future__ import annotations
@@ -308,6 +308,34 @@ def _limit(argv: list[str]) -> int:
     return _run(make_client(args), work)
 
 
+def _seturl(argv: list[str]) -> int:
+    parser = Parser(
+        prog=f"{PROG} seturl",
+        description="Replace the URL of a paused or failed task (an expired link). The bytes downloaded "
+        "are kept when the new URL serves the same file (same size, ETag and Last-Modified); otherwise "
+        "nothing changes and the reason is given, unless --restart. The task stays paused: resume it.",
+    )
+    parser.add_argument("id", type=int, metavar="ID", help="the task (see fetchtop ls)")
+    parser.add_argument("new_url", metavar="URL", help="where the same file is now")
+    parser.add_argument(
+        "--restart", action="store_true", help="if the bytes cannot be kept, delete them and start over"
+    )
+    _connection_options(parser)
+    args = parser.parse_args(argv)
+
+    async def work(c: RemoteClient) -> int:
+        try:
+            kept = await c.set_url(args.id, args.new_url, restart=args.restart)
+        except EngineError as exc:
+            _say_error(f"{PROG}: #{args.id}: {exc}")
+            return 1
+        how = f"{format_bytes(kept)} kept" if kept else "starting from the beginning"
+        print(f"#{args.id}: new URL set, {how}; resume it with '{PROG} resume {args.id}'")
+        return 0
+
+    return _run(make_client(args), work)
+
+
 def _alive(pid: int) -> bool:
     """Whether a process with this pid exists (and is not a zombie we could reap)."""
     try:
@@ -412,4 +440,6 @@ def run_daemon_command(command: str, argv: list[str]) -> int:
         return _limit(argv)
     if command == "stop":
         return _stop(argv)
+    if command == "seturl":
+        return _seturl(argv)
     raise UsageError(f"unknown command {command!r}")

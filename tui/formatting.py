@@ -39,6 +39,7 @@ from engine.events import (
     TaskResumed,
     TaskRetrying,
     TaskStarted,
+    TaskUrlChanged,
     TaskVerifying,
 )
 from engine.models import SegmentState, TaskSnapshot, TaskState
@@ -253,6 +254,10 @@ def _event_line(event: Event, names: dict[int, str]) -> LogLine | None:
             return LogLine(t, f"{who(tid)} removed" + (", partial file deleted" if deleted else ""), "info")
         case TaskMoved(task_id=tid, position=position):
             return LogLine(t, f"{who(tid)} moved to position {position + 1}", "info")
+        case TaskUrlChanged(task_id=tid, url=url, kept=kept, restarted=restarted):
+            if restarted:
+                return LogLine(t, f"{who(tid)} new URL {url}, starting over: {restarted}", "warning")
+            return LogLine(t, f"{who(tid)} new URL {url}, {format_bytes(kept)} kept", "info")
         case LimitChanged(task_id=tid, limit=limit):
             scope = "global limit" if tid is None else f"{who(tid)} limit"
             return LogLine(t, f"{scope}: {limit_text(limit)}", "info")

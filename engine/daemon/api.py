@@ -38,6 +38,9 @@ AUTH_CHALLENGE = 'Bearer realm="fetchtop"'
 """The ``WWW-Authenticate`` header sent with a 401."""
 STOP_REPLY_TIMEOUT = 20.0
 """Seconds ``stop`` waits for the engine's last save before it answers without the outcome."""
+SET_URL_REPLY_TIMEOUT = 25.0
+"""Seconds a client waits beyond its usual timeout for ``seturl``, which asks the new URL first (more
+than :data:`engine.seturl.PROBE_TIMEOUT`; not imported from there, which would load the engine)."""
 
 
 class Read(StrEnum):
@@ -76,6 +79,9 @@ class Command(StrEnum):
     """Set ``limit`` (bytes/s or null) globally or for ``task_id``."""
     MOVE = "move"
     """Move ``id`` by ``offset`` places."""
+    SET_URL = "seturl"
+    """Replace the URL of stopped task ``id`` with ``url`` (``restart``: start over if the bytes cannot be
+    kept); answers ``{"kept": bytes kept}``."""
     STOP = "stop"
     """Save and exit; answers, once saved, ``{"pid": pid, "saved": bool, "save_error": str | None}``."""
 
@@ -108,6 +114,19 @@ def add_request(url: str, options: TaskOptions | None) -> dict[str, Any]:
 def task_request(task_id: int, **extra: Any) -> dict[str, Any]:
     """The body of a command about one task (``pause``, ``resume``, ``cancel``, ``remove``, ``move``)."""
     return {"id": task_id, **extra}
+
+
+def set_url_request(task_id: int, url: str, restart: bool) -> dict[str, Any]:
+    """The body of ``seturl``."""
+    return {"id": task_id, "url": url, "restart": restart}
+
+
+def read_kept(data: dict[str, Any]) -> int:
+    """The bytes kept in the answer to ``seturl``; raises EngineError."""
+    kept = data.get("kept")
+    if not isinstance(kept, int) or isinstance(kept, bool):
+        raise EngineError("the daemon did not say how many bytes were kept")
+    return kept
 
 
 def limit_request(limit: int | None, task_id: int | None) -> dict[str, Any]:
@@ -162,7 +181,7 @@ def bool_field(body: dict[str, Any], key: str) -> bool:
 
 
 def url_field(body: dict[str, Any]) -> str:
-    """The ``url`` of ``add``, stripped; raises RequestError(400)."""
+    """The ``url`` of ``add`` (or ``seturl``), stripped; raises RequestError(400)."""
     url = body.get("url")
     if not isinstance(url, str) or not url.strip():
         raise RequestError(400, "'url' must be a non-empty string")

@@ -30,6 +30,7 @@ import aiohttp
 from engine.client import DaemonUnavailable, EngineError, Unauthorized
 from engine.daemon.api import (
     MAX_EVENT_MESSAGE,
+    SET_URL_REPLY_TIMEOUT,
     STOP_REPLY_TIMEOUT,
     UNAUTHORIZED,
     Command,
@@ -40,10 +41,12 @@ from engine.daemon.api import (
     limit_request,
     path,
     read_event,
+    read_kept,
     read_snapshot,
     read_stop,
     read_task_id,
     read_tasks,
+    set_url_request,
     task_request,
 )
 from engine.events import Event
@@ -234,6 +237,18 @@ class RemoteClient:
     async def move(self, task_id: int, offset: int) -> None:
         """Move a task ``offset`` places in the queue. Raises EngineError, DaemonUnavailable."""
         await self._command(Command.MOVE, task_request(task_id, offset=offset))
+
+    async def set_url(self, task_id: int, url: str, restart: bool = False) -> int:
+        """Replace a stopped task's URL; the bytes kept. The daemon asks the new URL first, so this
+        waits longer than other requests. Raises EngineError (refused, with why), DaemonUnavailable.
+        """
+        answer = await self.request(
+            "POST",
+            Command.SET_URL,
+            set_url_request(task_id, url, restart),
+            time_limit=self.timeout + SET_URL_REPLY_TIMEOUT,
+        )
+        return read_kept(answer)
 
     async def stop(self) -> Stopped:
         """Ask the daemon to save its session and exit; its pid and the save's outcome.

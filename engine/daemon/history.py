@@ -33,6 +33,7 @@ from engine.events import (
     TaskRemoved,
     TaskRetrying,
     TaskStarted,
+    TaskUrlChanged,
 )
 from engine.models import TaskSnapshot
 
@@ -87,6 +88,10 @@ def log_event(event: Event) -> None:
         log.warning("task %d: %s hook failed: %s", event.task_id, event.hook, event.reason)
     elif isinstance(event, TaskRetrying):
         log.info("task %d retrying in %.1fs: %s", event.task_id, event.delay, event.reason)
+    elif isinstance(event, TaskUrlChanged):
+        # The URL is redacted in the event: a signed link's password never reaches the log.
+        how = f"started over ({event.restarted})" if event.restarted else f"{event.kept} bytes kept"
+        log.info("task %d URL changed to %s: %s", event.task_id, event.url, how)
     elif isinstance(event, SessionSaveFailed):
         log.error("cannot save the queue: %s (retrying; what was added is not on disk yet)", event.reason)
     elif isinstance(event, SessionSaveRecovered):

@@ -330,6 +330,10 @@ class Daemon:
             await engine.move(self._known(task_id_field(body)), offset)
             return {}
 
+        async def set_url(body: dict[str, Any]) -> dict[str, Any]:
+            task_id = self._known(task_id_field(body))
+            return {"kept": await engine.set_url(task_id, url_field(body), bool_field(body, "restart"))}
+
         async def stop(body: dict[str, Any]) -> dict[str, Any]:
             log.info("stop requested over the API")
             self.request_stop()
@@ -355,6 +359,7 @@ class Daemon:
             Command.RESUME_ALL: resume_all,
             Command.LIMIT: limit,
             Command.MOVE: move,
+            Command.SET_URL: set_url,
             Command.STOP: stop,
         }
 

@@ -88,6 +88,7 @@ class DetailScreen(TaskScreen):
         Binding("r", "retry", "Retry"),
         Binding("d,delete", "remove", "Del"),
         Binding("l", "limit", "Limit"),
+        Binding("U", "set_url", "URL", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "app.request_quit", "Quit"),
     ]

@@ -21,6 +21,7 @@ KEYS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("r",), "Retry the selected failed or cancelled task"),
     (("d", "delete"), "Remove the task (asks; can also delete its partial file)"),
     (("l",), "Speed limit: global, or the selected task's (empty: none)"),
+    (("U",), "New URL for a paused or failed task (expired link)"),
     (("u", "n"), "Move the selected queued task up / down the queue"),
     (("s",), "Cycle sort: queue, name, size, progress, speed, ETA, state"),
     (("slash",), "Filter by name; Enter keeps the filter, Esc clears it"),

@@ -48,6 +48,7 @@ class MainScreen(TaskScreen):
         Binding("r", "retry", "Retry"),
         Binding("d,delete", "remove", "Del"),
         Binding("l", "limit", "Limit"),
+        Binding("U", "set_url", "URL", show=False),
         Binding("u", "move(-1)", "Up", show=False),
         Binding("n", "move(1)", "Down", show=False),
         Binding("s", "cycle_sort", "Sort"),

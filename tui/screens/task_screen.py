@@ -48,6 +48,11 @@ class TaskScreen(Screen[None]):
         if task := self._need_task():
             self.fetchtop.ask_remove(task)
 
+    def action_set_url(self) -> None:
+        """Ask for a new URL of the current task (an expired link)."""
+        if task := self._need_task():
+            self.fetchtop.ask_set_url(task)
+
     def action_help(self) -> None:
         """Open the help screen."""
         self.fetchtop.show_help()
