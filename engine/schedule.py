@@ -11,9 +11,11 @@ Nothing here reads a clock: times are naive local :class:`datetime.datetime` val
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from engine.models import ScheduleStatus
 from engine.units import parse_rate
 
 DAY = 24 * 60
@@ -166,6 +168,17 @@ def _clock(minute: int) -> str:
     return f"{minute // 60:02d}:{minute % 60:02d}"
 
 
-def clock(t: datetime) -> str:
-    """``HH:MM`` of a local time."""
-    return t.strftime("%H:%M")
+def status_note(status: ScheduleStatus, short: bool = False) -> str:
+    """Where the schedule stands, for people: ``schedule 08:00-18:00, next change 18:00``.
+
+    ``short`` gives at most 17 characters for the dashboard's summary: ``sched till 18:00``,
+    ``manual till 18:00`` (a limit set by hand), ``gap till 08:00`` (no rule), ``sched all day``.
+    """
+    when = None if status.next_change is None else time.strftime("%H:%M", time.localtime(status.next_change))
+    if short:
+        what = "manual" if status.overridden else "gap" if status.rule is None else "sched"
+        return f"{what} all day" if when is None else f"{what} till {when}"
+    what = "no schedule rule" if status.rule is None else f"schedule {status.rule}"
+    if status.overridden:
+        what = f"set by hand over {what}"
+    return f"{what}, no change" if when is None else f"{what}, next change {when}"

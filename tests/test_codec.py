@@ -20,6 +20,7 @@ from engine.events import (
     ExtraBytesIgnored,
     LimitChanged,
     ProgressUpdated,
+    ScheduledLimitChanged,
     SegmentFinished,
     SessionSaveFailed,
     SessionSaveRecovered,
@@ -39,6 +40,7 @@ from engine.events import (
 )
 from engine.models import (
     EngineSnapshot,
+    ScheduleStatus,
     SegmentSnapshot,
     SegmentState,
     TaskOptions,
@@ -117,6 +119,7 @@ SNAPSHOT = EngineSnapshot(
     time=T,
     counts={"downloading": 1, "failed": 1},
     save_error="No space left on device",
+    schedule=ScheduleStatus(rule="08:00-18:00", limit=1_048_576, next_change=T + 3600, overridden=True),
 )
 
 EXAMPLES: list[Event] = [
@@ -138,6 +141,8 @@ EXAMPLES: list[Event] = [
     TaskMoved(T, 3, position=0),
     LimitChanged(T, task_id=None, limit=None),
     LimitChanged(T, task_id=3, limit=250_000),
+    ScheduledLimitChanged(T, rule="18:00-08:00", limit=None, next_change=T + 50_400),
+    ScheduledLimitChanged(T, rule=None, limit=2_000_000, next_change=None),
     SessionSaveFailed(T, reason="No space left on device"),
     SessionSaveRecovered(T),
     CheckpointFailed(T, 3, reason="Read-only file system"),

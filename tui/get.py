@@ -19,13 +19,15 @@ from engine.events import (
     Event,
     ExtraBytesIgnored,
     ProgressUpdated,
+    ScheduledLimitChanged,
     TaskAdded,
     TaskCompleted,
     TaskFailed,
     TaskRestarted,
     TaskRetrying,
 )
-from engine.models import EngineSnapshot, TaskSnapshot, TaskState
+from engine.models import EngineSnapshot, ScheduleStatus, TaskSnapshot, TaskState
+from engine.schedule import status_note
 from engine.units import format_bytes, format_duration, format_rate
 
 if TYPE_CHECKING:
@@ -96,6 +98,9 @@ class PlainReporter(Reporter):
             self._line(f"task {event.task_id}: retrying in {event.delay:.1f}s: {event.reason}")
         elif isinstance(event, TaskRestarted):
             self._line(f"task {event.task_id}: restarting: {event.reason}")
+        elif isinstance(event, ScheduledLimitChanged):
+            status = ScheduleStatus(event.rule, event.limit, event.next_change)
+            self._line(f"limit {format_limit(event.limit)} ({status_note(status)})")
 
     def progress(self, snapshot: EngineSnapshot) -> None:
         now = time.monotonic()
@@ -108,6 +113,11 @@ class PlainReporter(Reporter):
 
     def _line(self, text: str) -> None:
         print(escape_controls(text), file=self.out, flush=True)
+
+
+def format_limit(limit: int | None) -> str:
+    """``1.0 MiB/s``, or ``none`` for no limit."""
+    return "none" if limit is None else format_rate(limit)
 
 
 def describe(task: TaskSnapshot) -> str:
