@@ -73,6 +73,9 @@ class Reporter:
     def progress(self, snapshot: EngineSnapshot) -> None:
         """React to a progress tick."""
 
+    def scheduled(self, status: ScheduleStatus) -> None:
+        """Say which limit the bandwidth schedule applies: at start and at each change."""
+
     def error(self, line: str) -> None:
         """Print one error line to stderr, always."""
         # The engine escaped what the server sent; escaping again is free and catches anything missed.
@@ -99,8 +102,10 @@ class PlainReporter(Reporter):
         elif isinstance(event, TaskRestarted):
             self._line(f"task {event.task_id}: restarting: {event.reason}")
         elif isinstance(event, ScheduledLimitChanged):
-            status = ScheduleStatus(event.rule, event.limit, event.next_change)
-            self._line(f"limit {format_limit(event.limit)} ({status_note(status)})")
+            self.scheduled(ScheduleStatus(event.rule, event.limit, event.next_change))
+
+    def scheduled(self, status: ScheduleStatus) -> None:
+        self._line(f"limit {format_limit(status.limit)} ({status_note(status)})")
 
     def progress(self, snapshot: EngineSnapshot) -> None:
         now = time.monotonic()
@@ -292,6 +297,9 @@ async def download(request: DownloadRequest, reporter: Reporter) -> int:
         try:
             # Quiet runs only need failures: not building snapshots each tick saves CPU.
             events = engine.subscribe(progress=not request.quiet)
+            schedule = engine.snapshot().schedule
+            if schedule is not None:  # applied at start, before there was anyone to tell
+                reporter.scheduled(schedule)
             ids = [await engine.add(url, request.options) for url in request.urls]
 
             async def pump() -> None:
