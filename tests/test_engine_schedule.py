@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -21,32 +20,12 @@ from engine.models import TaskState
 from engine.schedule import parse_schedule
 from faultserver.content import KiB, MiB
 from faultserver.server import FaultServer
+from tests.support.clock import Clock, local
 from tests.support.downloads import fast_config, opts, wait_for_state
 from tests.support.events import EventLog
 from tests.support.waiting import wait_until
 
 SCHEDULE = "06:00-08:00=100K,08:00-10:00=300K"
-
-
-class Clock:
-    """A wall clock that starts at a chosen local time and runs at real speed; it can be set."""
-
-    def __init__(self, start: datetime) -> None:
-        self.offset = 0.0
-        self.set(start)
-
-    def set(self, local: datetime) -> None:
-        """Jump to ``local`` (a naive local time) and run on from there."""
-        self.offset = local.timestamp() - time.time()
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-
-def local(hour: int, minute: int, second: float = 0.0) -> datetime:
-    whole = int(second)
-    # A day with no daylight-saving change anywhere it matters.
-    return datetime(2026, 7, 15, hour, minute, whole, int((second - whole) * 1e6))
 
 
 def rate(engine: Engine) -> float | None:

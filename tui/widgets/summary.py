@@ -46,7 +46,7 @@ def summary_text(model: DashboardModel, sort: str, filter_text: str, palette: Pa
         pair("jobs ", str(snap.jobs), NO_STYLE, 0)
     else:
         # No room for the jobs as well: the pane is 36 columns, and the rule's span is in its border.
-        pair("Limit  ", limit_text(snap.speed_limit), when(snap.speed_limit or 0, palette.warning), 10)
+        pair("Limit  ", limit_text(snap.speed_limit), when(snap.speed_limit or 0, palette.warning), 11)
         text.append(status_note(snap.schedule, short=True))
     text.append("\n")
     if model.save_error is not None:
