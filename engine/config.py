@@ -15,6 +15,7 @@ from engine.checkpointing import INTERVAL_ENV, interval_from_env
 from engine.client import EngineError
 from engine.filenames import split_output
 from engine.models import MAX_CONNECTIONS, TaskOptions
+from engine.schedule import Schedule
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,9 @@ class EngineConfig:
     tick: float = 0.25
     """Seconds between progress events."""
     speed_limit: int | None = None
-    """Global bytes per second; None for unlimited."""
+    """Global bytes per second; None for unlimited. With a schedule: the limit where no rule applies."""
+    schedule: Schedule | None = None
+    """The global limit by local time of day (``--schedule``); None keeps ``speed_limit`` all day."""
     defaults: TaskOptions = field(default_factory=TaskOptions)
     """Options for tasks added without their own."""
     backoff_base: float = 0.5

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ from engine.events import (
     Event,
     LimitChanged,
     ProgressUpdated,
+    ScheduledLimitChanged,
     SessionSaveFailed,
     SessionSaveRecovered,
     TaskAdded,
@@ -37,11 +39,12 @@ from engine.events import (
 )
 from engine.hooks import HookRunner
 from engine.http import classify
-from engine.models import EngineSnapshot, TaskOptions, TaskSnapshot, TaskState
+from engine.models import EngineSnapshot, ScheduleStatus, TaskOptions, TaskSnapshot, TaskState
 from engine.rangeclient import RangeClient
 from engine.ranges import RangeSet
 from engine.ratemeter import RateMeter
 from engine.redaction import redact
+from engine.schedule import Active
 from engine.session import load_session, save_session
 from engine.seturl import probe_url
 from engine.task import Task
@@ -65,13 +68,19 @@ FINAL_SAVE_DELAY = 0.5
 """Seconds between those attempts (a passing EIO gets a chance; a full disk is not waited out)."""
 _FINISHED = frozenset(state for state in TaskState if state.finished)
 """States of a task that claims no file name any more."""
+SCHEDULE_RECHECK = 60.0
+"""Most seconds between two looks at the schedule: a wall clock set forward or back (NTP, suspend,
+a time-zone change) is noticed within this, since sleeping runs on the monotonic clock."""
+SCHEDULE_MIN_SLEEP = 0.01
+"""Least sleep between two looks, so rounding at a boundary never makes the loop spin."""
 
 
 class Engine:
     """Runs downloads; implements :class:`engine.client.EngineClient` in-process."""
 
-    def __init__(self, config: EngineConfig | None = None) -> None:
+    def __init__(self, config: EngineConfig | None = None, clock: Callable[[], float] = time.time) -> None:
         self.config = config or EngineConfig()
+        self._clock = clock  # wall clock the schedule reads local time from (tests move it)
         self._bus = EventBus()
         self._tasks: dict[int, Task] = {}
         self._order: list[int] = []
@@ -102,6 +111,9 @@ class Engine:
         )
         self._relinking: set[int] = set()
         """Tasks whose new URL is being asked about (set_url): not started until it has answered."""
+        self._scheduled: Active | None = None
+        self._schedule_overridden = False
+        self._scheduler: asyncio.Task[None] | None = None
 
     # ----- context ---------------------------------------------------------------------------
 
@@ -125,6 +137,9 @@ class Engine:
                     task.set_state(TaskState.PAUSED)
                 self._bus.publish(TaskAdded(time.time(), task.id, task=task.snapshot()))
         self._ticker = asyncio.create_task(self._tick_loop())
+        if self.config.schedule is not None:
+            self._apply_schedule()  # before any download starts, so none runs at the wrong rate
+            self._scheduler = asyncio.create_task(self._schedule_loop())
         if self.config.session_path:
             self._saver = asyncio.create_task(self._save_loop(Path(self.config.session_path)))
         self._schedule()
@@ -145,10 +160,11 @@ class Engine:
         if self._saver is not None:
             self._save_wanted.set()  # the last save, of the state the runners left
             await self._saver
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        for loop in (self._ticker, self._scheduler):
+            if loop is not None:
+                loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop
         # Hooks of downloads that ended are waited for (each is killed at its timeout), before the
         # bus closes so their failures still reach subscribers (the daemon's log).
         try:
@@ -324,11 +340,15 @@ class Engine:
                 await self.resume(task_id)
 
     async def set_limit(self, limit: int | None, task_id: int | None = None) -> None:
-        """Set the global speed limit, or one task's (bytes/s; None for unlimited)."""
+        """Set the global speed limit, or one task's (bytes/s; None for unlimited).
+
+        With a schedule, a global limit set here holds until the schedule's next change.
+        """
         if limit is not None and limit <= 0:
             raise EngineError("speed limit must be positive")
         if task_id is None:
             self.global_bucket.set_rate(limit)
+            self._schedule_overridden = self._scheduled is not None
         else:
             self._get(task_id).set_limit(limit)
         self._bus.publish(LimitChanged(time.time(), task_id=task_id, limit=limit))
@@ -452,6 +472,7 @@ class Engine:
             time=time.time(),
             counts=counts,
             save_error=self._save_error,
+            schedule=self._schedule_status(),
         )
 
     def task_snapshot(self, task_id: int) -> TaskSnapshot | None:
@@ -524,6 +545,47 @@ class Engine:
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
+
+    # ----- the bandwidth schedule ------------------------------------------------------------
+
+    def _apply_schedule(self) -> float | None:
+        """Look at the schedule now; on a change of rule set the global limit and say so.
+
+        Returns the wall-clock time of the next change, if any. A manual limit is kept while the
+        rule is the same (it overrides the schedule until the next change).
+        """
+        schedule = self.config.schedule
+        assert schedule is not None
+        active = schedule.active(datetime.fromtimestamp(self._clock()), self.config.speed_limit)
+        nxt = None if active.next_change is None else active.next_change.timestamp()
+        previous, self._scheduled = self._scheduled, active
+        if previous is None or previous.rule != active.rule or previous.limit != active.limit:
+            self._schedule_overridden = False
+            self.global_bucket.set_rate(active.limit)
+            rule = None if active.rule is None else active.rule.span
+            self._bus.publish(
+                ScheduledLimitChanged(time.time(), rule=rule, limit=active.limit, next_change=nxt)
+            )
+        return nxt
+
+    async def _schedule_loop(self) -> None:
+        # Sleeps run on the monotonic clock while rules follow the wall clock, so the loop wakes at
+        # least every SCHEDULE_RECHECK seconds to notice the wall clock jumping.
+        while True:
+            nxt = self._apply_schedule()
+            wait = SCHEDULE_RECHECK if nxt is None else min(SCHEDULE_RECHECK, nxt - self._clock())
+            await asyncio.sleep(max(SCHEDULE_MIN_SLEEP, wait))
+
+    def _schedule_status(self) -> ScheduleStatus | None:
+        active = self._scheduled
+        if active is None:
+            return None
+        return ScheduleStatus(
+            rule=None if active.rule is None else active.rule.span,
+            limit=active.limit,
+            next_change=None if active.next_change is None else active.next_change.timestamp(),
+            overridden=self._schedule_overridden,
+        )
 
     # ----- progress and persistence ----------------------------------------------------------
 

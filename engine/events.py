@@ -194,6 +194,18 @@ class LimitChanged(Event):
 
 
 @dataclass(frozen=True)
+class ScheduledLimitChanged(Event):
+    """The bandwidth schedule moved to another rule (or a gap) and set the global limit."""
+
+    rule: str | None
+    """The new rule's span, ``08:00-18:00``; None in a gap between rules (the default limit)."""
+    limit: int | None
+    """The global limit now, bytes per second; None for unlimited."""
+    next_change: float | None
+    """Wall-clock time of the next scheduled change; None if there is none."""
+
+
+@dataclass(frozen=True)
 class SessionSaveFailed(Event):
     """Saving the queue failed; published once per run of failures (and again if the cause changes).
 
@@ -255,6 +267,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TaskMoved,
         TaskUrlChanged,
         LimitChanged,
+        ScheduledLimitChanged,
         SessionSaveFailed,
         SessionSaveRecovered,
         CheckpointFailed,

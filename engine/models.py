@@ -171,6 +171,20 @@ class TaskSnapshot:
 
 
 @dataclass(frozen=True)
+class ScheduleStatus:
+    """Where the bandwidth schedule (``--schedule``) stands."""
+
+    rule: str | None
+    """The active rule's span, ``08:00-18:00``; None when no rule covers now (the default applies)."""
+    limit: int | None
+    """The limit the schedule asks for now, bytes per second; None for unlimited."""
+    next_change: float | None
+    """Wall-clock time of the next scheduled change; None if the schedule never changes."""
+    overridden: bool = False
+    """Whether a manual global limit replaces the scheduled one until ``next_change``."""
+
+
+@dataclass(frozen=True)
 class EngineSnapshot:
     """The whole engine at one moment."""
 
@@ -194,6 +208,8 @@ class EngineSnapshot:
     """Number of tasks in each state, by state value."""
     save_error: str | None = None
     """Why the queue cannot be saved (``No space left on device``) while saves fail; None once saved."""
+    schedule: ScheduleStatus | None = None
+    """The bandwidth schedule's state; None without one."""
 
     def task(self, task_id: int) -> TaskSnapshot | None:
         """The task with this id, if present."""

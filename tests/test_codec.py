@@ -21,6 +21,7 @@ from engine.events import (
     HookFailed,
     LimitChanged,
     ProgressUpdated,
+    ScheduledLimitChanged,
     SegmentFinished,
     SessionSaveFailed,
     SessionSaveRecovered,
@@ -41,6 +42,7 @@ from engine.events import (
 )
 from engine.models import (
     EngineSnapshot,
+    ScheduleStatus,
     SegmentSnapshot,
     SegmentState,
     TaskOptions,
@@ -119,6 +121,7 @@ SNAPSHOT = EngineSnapshot(
     time=T,
     counts={"downloading": 1, "failed": 1},
     save_error="No space left on device",
+    schedule=ScheduleStatus(rule="08:00-18:00", limit=1_048_576, next_change=T + 3600, overridden=True),
 )
 
 EXAMPLES: list[Event] = [
@@ -143,6 +146,8 @@ EXAMPLES: list[Event] = [
     TaskUrlChanged(T, 3, url="https://example.com/big.iso", kept=0, restarted="size differs"),
     LimitChanged(T, task_id=None, limit=None),
     LimitChanged(T, task_id=3, limit=250_000),
+    ScheduledLimitChanged(T, rule="18:00-08:00", limit=None, next_change=T + 50_400),
+    ScheduledLimitChanged(T, rule=None, limit=2_000_000, next_change=None),
     SessionSaveFailed(T, reason="No space left on device"),
     SessionSaveRecovered(T),
     CheckpointFailed(T, 3, reason="Read-only file system"),

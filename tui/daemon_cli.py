@@ -25,6 +25,7 @@ from engine.escaping import escape_controls
 from engine.locations import Locations
 from engine.models import EngineSnapshot, TaskSnapshot, TaskState
 from engine.redaction import redact
+from engine.schedule import status_note
 from engine.units import format_bytes, format_duration, format_rate, parse_rate
 from tui.options import (
     PROG,
@@ -170,6 +171,10 @@ def _add(argv: list[str]) -> int:
         if hook in args.options_given:
             name = hook.replace("_", "-")
             raise UsageError(f"--{name} is an option of 'fetchtop daemon' (hooks run in the daemon)")
+    if args.schedule is not None:
+        raise UsageError(
+            "--schedule is an option of 'fetchtop daemon' (it steers the daemon's overall limit)"
+        )
     request = download_request(args, require_urls=True)
     client = make_client(args)
     downloads = []
@@ -253,6 +258,8 @@ def _ls(argv: list[str]) -> int:
             return 0
         print("\n".join(format_tasks(snapshot.tasks)))
         limit = "none" if snapshot.speed_limit is None else format_rate(snapshot.speed_limit)
+        if snapshot.schedule is not None:
+            limit += f" ({status_note(snapshot.schedule)})"
         print(f"total {format_rate(snapshot.speed)}, limit {limit}, {len(snapshot.tasks)} tasks")
         if snapshot.save_error is not None:
             _say_error(f"{PROG}: {NOT_SAVED}: {snapshot.save_error} (retrying)")

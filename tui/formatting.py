@@ -25,6 +25,7 @@ from engine.events import (
     ExtraBytesIgnored,
     HookFailed,
     LimitChanged,
+    ScheduledLimitChanged,
     SessionSaveFailed,
     SessionSaveRecovered,
     TaskAdded,
@@ -261,6 +262,9 @@ def _event_line(event: Event, names: dict[int, str]) -> LogLine | None:
         case LimitChanged(task_id=tid, limit=limit):
             scope = "global limit" if tid is None else f"{who(tid)} limit"
             return LogLine(t, f"{scope}: {limit_text(limit)}", "info")
+        case ScheduledLimitChanged(rule=rule, limit=limit):
+            where = "gap between rules" if rule is None else rule
+            return LogLine(t, f"schedule {where}: global limit {limit_text(limit)}", "info")
         case SessionSaveFailed(reason=reason):
             return LogLine(t, f"queue not saved: {reason} (retrying)", "error")
         case SessionSaveRecovered():

@@ -20,13 +20,15 @@ from engine.events import (
     ExtraBytesIgnored,
     HookFailed,
     ProgressUpdated,
+    ScheduledLimitChanged,
     TaskAdded,
     TaskCompleted,
     TaskFailed,
     TaskRestarted,
     TaskRetrying,
 )
-from engine.models import EngineSnapshot, TaskSnapshot, TaskState
+from engine.models import EngineSnapshot, ScheduleStatus, TaskSnapshot, TaskState
+from engine.schedule import status_note
 from engine.units import format_bytes, format_duration, format_rate
 
 if TYPE_CHECKING:
@@ -75,6 +77,9 @@ class Reporter:
     def progress(self, snapshot: EngineSnapshot) -> None:
         """React to a progress tick."""
 
+    def scheduled(self, status: ScheduleStatus) -> None:
+        """Say which limit the bandwidth schedule applies: at start and at each change."""
+
     def error(self, line: str) -> None:
         """Print one error line to stderr, always."""
         # The engine escaped what the server sent; escaping again is free and catches anything missed.
@@ -100,6 +105,11 @@ class PlainReporter(Reporter):
             self._line(f"task {event.task_id}: retrying in {event.delay:.1f}s: {event.reason}")
         elif isinstance(event, TaskRestarted):
             self._line(f"task {event.task_id}: restarting: {event.reason}")
+        elif isinstance(event, ScheduledLimitChanged):
+            self.scheduled(ScheduleStatus(event.rule, event.limit, event.next_change))
+
+    def scheduled(self, status: ScheduleStatus) -> None:
+        self._line(f"limit {format_limit(status.limit)} ({status_note(status)})")
 
     def progress(self, snapshot: EngineSnapshot) -> None:
         now = time.monotonic()
@@ -112,6 +122,11 @@ class PlainReporter(Reporter):
 
     def _line(self, text: str) -> None:
         print(escape_controls(text), file=self.out, flush=True)
+
+
+def format_limit(limit: int | None) -> str:
+    """``1.0 MiB/s``, or ``none`` for no limit."""
+    return "none" if limit is None else format_rate(limit)
 
 
 def describe(task: TaskSnapshot) -> str:
@@ -286,6 +301,9 @@ async def download(request: DownloadRequest, reporter: Reporter) -> int:
         try:
             # Quiet runs only need failures: not building snapshots each tick saves CPU.
             events = engine.subscribe(progress=not request.quiet)
+            schedule = engine.snapshot().schedule
+            if schedule is not None:  # applied at start, before there was anyone to tell
+                reporter.scheduled(schedule)
             ids = [await engine.add(url, options) for url, options in request.downloads]
 
             async def pump() -> None:

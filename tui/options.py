@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 if TYPE_CHECKING:
     from engine.config import EngineConfig
     from engine.models import TaskOptions
+    from engine.schedule import Schedule
     from tui.configfile import Config
 
 PROG = "fetchtop"
@@ -92,6 +93,15 @@ def _rate(text: str) -> int | None:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _schedule(text: str) -> Schedule:
+    from engine.schedule import ScheduleError, parse_schedule
+
+    try:
+        return parse_schedule(text)
+    except ScheduleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _lowest_speed(text: str) -> int:
     rate = _rate(text)
     return 0 if rate is None else rate  # "0" turns the check off, as curl's --speed-limit 0
@@ -139,6 +149,12 @@ def add_download_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--limit-rate", type=_rate, metavar="RATE", help="overall speed limit, e.g. 500K, 2M (bytes/s)"
+    )
+    parser.add_argument(
+        "--schedule",
+        type=_schedule,
+        metavar="RULES",
+        help="overall limit by local time, e.g. 08:00-18:00=1M,18:00-08:00=none (--limit-rate between rules)",
     )
     parser.add_argument("--checksum", metavar="ALGO=HEX", help="verify e.g. sha256=... before finishing")
     add_checksum_file_options(parser)
@@ -240,6 +256,7 @@ def download_request(args: argparse.Namespace, require_urls: bool) -> DownloadRe
         jobs=args.jobs,
         per_host=args.per_host,
         speed_limit=args.limit_rate,
+        schedule=args.schedule,
         defaults=options,
         on_complete=args.on_complete or (),
         on_error=args.on_error or (),

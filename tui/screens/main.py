@@ -126,7 +126,8 @@ class MainScreen(TaskScreen):
             if self.pending_select is not None and table.select_task(self.pending_select):
                 self.pending_select = None
         new_sample = model.history_version != self._drawn_history
-        summary_key = (totals, model.snapshot.speed_limit, model.snapshot.jobs, view_key, app.connected)
+        snap = model.snapshot
+        summary_key = (totals, snap.speed_limit, snap.schedule, snap.jobs, view_key, app.connected)
         if new_sample or summary_key != self._summary_key:
             self._summary_key = summary_key
             self.query_one(Summary).show(model, self.sort, self.filter_text, app.connected)

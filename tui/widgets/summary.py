@@ -7,6 +7,7 @@ from rich.text import Span, Text
 from textual.widgets import Static
 
 from engine.escaping import escape_controls
+from engine.schedule import status_note
 from tui.formatting import limit_text, short_bytes, short_rate
 from tui.model import DashboardModel
 from tui.palette import BOLD, NO_STYLE, PLAIN, Palette, theme_palette
@@ -40,8 +41,13 @@ def summary_text(model: DashboardModel, sort: str, filter_text: str, palette: Pa
     pair("Session", short_bytes(snap.downloaded), NO_STYLE, 11)
     pair("conns", str(snap.connections), NO_STYLE, 0)
     text.append("\n")
-    pair("Limit  ", limit_text(snap.speed_limit), when(snap.speed_limit or 0, palette.warning), 11)
-    pair("jobs ", str(snap.jobs), NO_STYLE, 0)
+    if snap.schedule is None:
+        pair("Limit  ", limit_text(snap.speed_limit), when(snap.speed_limit or 0, palette.warning), 11)
+        pair("jobs ", str(snap.jobs), NO_STYLE, 0)
+    else:
+        # No room for the jobs as well: the pane is 36 columns, and the rule's span is in its border.
+        pair("Limit  ", limit_text(snap.speed_limit), when(snap.speed_limit or 0, palette.warning), 11)
+        text.append(status_note(snap.schedule, short=True))
     text.append("\n")
     if model.save_error is not None:
         # The pane has no spare line: losing the queue matters more than the sort order.
@@ -66,6 +72,9 @@ class Summary(Static):
             self.border_subtitle = "[b $error]engine lost, retrying[/]"
         elif model.save_error is not None:
             self.border_subtitle = "[b $error]queue not saved[/]"
+        elif model.snapshot.schedule is not None:
+            rule = model.snapshot.schedule.rule
+            self.border_subtitle = "no rule" if rule is None else f"sched {rule}"
         else:
             self.border_subtitle = ""
         text = summary_text(model, sort, filter_text, theme_palette(self.app))
