@@ -20,6 +20,7 @@ from engine.escaping import escape_controls
 from engine.events import Event, ExtraBytesIgnored, TaskRestarted, TaskRetrying
 from engine.http import (
     Validators,
+    credential_headers,
     direct_headers,
     local_error,
     request_headers,
@@ -193,7 +194,8 @@ class Transfer:
         a redirect that sets a cookie) is asked for again through aiohttp, which frames or keeps it.
         """
         u = URL(url)
-        sent = None if self._proxied(u) or self._limited() else direct_headers(u, self.task.options)
+        opts = self.task.options
+        sent = None if self._proxied(u) or self._limited() else direct_headers(u, opts, self._credentials(u))
         if sent is None or self.ctx.has_cookies:
             return await self.open(url, headers)
         try:
@@ -224,6 +226,16 @@ class Transfer:
             ) from None
         return await self.open(str(target), headers, followed=1, cross_origin=cross_origin)
 
+    def _credentials(self, url: URL) -> dict[str, str]:
+        """``-u`` and ``--load-cookies`` headers for ``url``: none unless it is on the task's origin
+        (a redirect elsewhere leads them nowhere, as aiohttp drops what it was given)."""
+        try:
+            if url.origin() != URL(self.task.url).origin():
+                return {}
+        except ValueError:
+            return {}
+        return credential_headers(url, self.task.options, time.time())
+
     def _proxied(self, url: URL) -> bool:
         return bool(self.task.options.proxy) or _env_proxy(url)
 
@@ -243,7 +255,10 @@ class Transfer:
         from engine.connector import BoundedConnector
 
         opts = self.task.options
-        all_headers = {**request_headers(opts), **headers}
+        all_headers = {
+            **request_headers(opts, {} if cross_origin else self._credentials(URL(url))),
+            **headers,
+        }
         if cross_origin:
             all_headers = {k: v for k, v in all_headers.items() if k.lower() not in _ORIGIN_BOUND}
         try:
