@@ -84,13 +84,19 @@ def test_secure_expiry_and_order() -> None:
         Cookie("h", False, "/a", True, 0, "secure", "3"),
         Cookie("h", False, "/", False, 100, "expiring", "4"),
     )
-    assert cookie_header(cookies_for(cookies, "http", "h", "/a/b/c", now=99.0)) == "deep=2; root=1; expiring=4"
-    assert cookie_header(cookies_for(cookies, "https", "h", "/a/b/c", now=100.0)) == "deep=2; secure=3; root=1"
+    assert (
+        cookie_header(cookies_for(cookies, "http", "h", "/a/b/c", now=99.0)) == "deep=2; root=1; expiring=4"
+    )
+    assert (
+        cookie_header(cookies_for(cookies, "https", "h", "/a/b/c", now=100.0)) == "deep=2; secure=3; root=1"
+    )
     assert cookie_header(cookies_for(cookies, "https", "other", "/", now=0.0)) is None
 
 
 # What a header may carry: Latin-1 without control characters (Cc: C0, DEL, C1) or ";".
-_CHARS = st.characters(min_codepoint=32, max_codepoint=255, exclude_categories=("Cc",), exclude_characters=";")
+_CHARS = st.characters(
+    min_codepoint=32, max_codepoint=255, exclude_categories=("Cc",), exclude_characters=";"
+)
 _COOKIES = st.builds(
     Cookie,
     domain=st.from_regex(r"\.?[a-z0-9]([a-z0-9-]{0,8}\.){0,3}[a-z]{1,6}", fullmatch=True),
