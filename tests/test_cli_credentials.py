@@ -249,3 +249,17 @@ def test_the_daemon_gets_them_over_its_socket_and_shows_them_nowhere(
     history = (daemons.state_dir / "history.json").read_text()
     assert "d.bin" in history and PASSWORD not in history and COOKIE not in history
     assert PASSWORD not in again.output() and COOKIE not in again.output()
+
+
+def test_credentials_are_not_engine_defaults(tmp_path: Path) -> None:
+    # A download added later from the defaults (the dashboard's dialog, an API client naming no
+    # options) must not take them to its own host.
+    from tui.options import Parser, add_download_options, download_request
+
+    parser = Parser(prog="fetchtop get")
+    add_download_options(parser)
+    jar = cookie_file(tmp_path)
+    args = parser.parse_args(["-u", f"alice:{PASSWORD}", "--load-cookies", str(jar), "http://127.0.0.1:9/x"])
+    request = download_request(args, require_urls=True)
+    assert request.options.user == f"alice:{PASSWORD}" and len(request.options.cookies) == 3
+    assert request.config.defaults.user is None and request.config.defaults.cookies == ()

@@ -7,6 +7,7 @@ it loads must reach main()'s handler, not print a traceback from the console scr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -289,8 +290,11 @@ def download_request(args: argparse.Namespace, require_urls: bool) -> DownloadRe
         validate_options(options)
     except EngineError as exc:
         raise UsageError(str(exc)) from None
+    # Credentials are for the URLs given here: a download added later (the dashboard's dialog, an
+    # API client naming no options) from the defaults must not carry them to its own host.
+    defaults = dataclasses.replace(options, user=None, cookies=())
     config = EngineConfig(
-        jobs=args.jobs, per_host=args.per_host, speed_limit=args.limit_rate, defaults=options
+        jobs=args.jobs, per_host=args.per_host, speed_limit=args.limit_rate, defaults=defaults
     )
     return DownloadRequest(
         urls=urls,
