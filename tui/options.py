@@ -29,7 +29,7 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line, not a usage dump, and that takes no abbreviations.
 
-    argparse would read ``--user alice:pw`` as ``--user-agent alice:pw`` (and send the password
+    argparse would read ``--user-a alice:pw`` as ``--user-agent alice:pw`` (and send the password
     as the User-Agent): every option must be spelled out.
     """
 
