@@ -177,6 +177,7 @@ class Transfer:
         self._numbers = itertools.count(1)
         self._extra_reported = False
         self._template: tuple[URL, dict[str, str]] | None = None
+        self._template_credentials: dict[str, str] = {}
 
     def connection_number(self) -> int:
         """A number for a new connection, unique within this run."""
@@ -207,6 +208,7 @@ class Transfer:
         resp = piece.resp
         if resp.body is not None:  # a 200 or 206 of declared length
             self._template = (u.origin(), {k: v for k, v in sent.items() if k.lower() not in _NOT_REPEATED})
+            self._template_credentials = self._credentials(u)
             return piece
         if resp.status >= 400:
             return piece
@@ -293,6 +295,7 @@ class Transfer:
                 resp.url.origin(),
                 {k: v for k, v in sent.items() if k.lower() not in _NOT_REPEATED},
             )
+            self._template_credentials = self._credentials(resp.url)
         return Response(resp, slot)
 
     def piece_headers(self, url: str) -> dict[str, str] | None:
@@ -306,7 +309,13 @@ class Transfer:
         if self._limited():
             return None
         origin, headers = self._template
-        return dict(headers) if URL(url).origin() == origin else None
+        u = URL(url)
+        if u.origin() != origin:
+            return None
+        if self.task.options.cookies and self._credentials(u) != self._template_credentials:
+            # A file cookie expired since the template was made: aiohttp's path sends what is due now.
+            return None
+        return dict(headers)
 
     async def open_piece(self, url: str, headers: dict[str, str]) -> Piece:
         """Send a piece request on the range client holding a host slot; the caller closes the result."""

@@ -4,6 +4,7 @@ Each credential goes only to the URL's origin and path, and a cross-origin redir
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from engine.models import TaskState
 from engine.redaction import REDACTED
 from faultserver.content import KiB
 from faultserver.server import FaultServer
+from faultserver.specs import FileSpec
 from tests.support.downloads import assert_exact, download, fast_config, opts
 from tests.support.raw_server import RawServer, response
 
@@ -144,3 +146,30 @@ async def test_a_same_origin_redirect_keeps_them(
     assert task.state is TaskState.COMPLETED, task.error
     records = fault_server.stats("hop.bin").records
     assert records and all(rec.headers.get("Cookie") == "sid=c00kie" for rec in records)
+
+
+async def test_a_cookie_that_expires_during_the_download_is_not_sent_after(
+    fault_server: FaultServer, download_dir: Path
+) -> None:
+    # The probe's 16 KiB trickle for about 4 s; the rest is asked for afterwards, by then past the
+    # cookie's expiry (1.7-2 s after the start): on the range client's template too.
+    fault_server.add(
+        FileSpec("expiring.bin", size=96 * KiB, slow_rate=4 * KiB, slow_times=1, chunk_size=1024)
+    )
+    url = fault_server.url("expiring.bin")
+    if (into := time.time() % 1) > 0.3:  # start early in a second: the expiry is whole seconds
+        await asyncio.sleep(1.05 - into)
+    expires = int(time.time()) + 2
+    cookies = (
+        Cookie("127.0.0.1", False, "/", False, 0, "kept", "k"),
+        Cookie("127.0.0.1", False, "/", False, expires, "soon", "s"),
+    )
+    options = opts(download_dir, connections=1, min_split=16 * KiB, timeout=20.0, cookies=cookies)
+    async with Engine(fast_config()) as engine:
+        task = await download(engine, url, options)
+    assert task.state is TaskState.COMPLETED, task.error
+    assert_exact(task.path, "expiring.bin", 96 * KiB)
+    records = fault_server.stats("expiring.bin").records
+    assert len(records) >= 2, records
+    assert records[0].headers.get("Cookie") == "kept=k; soon=s"
+    assert [r.headers.get("Cookie") for r in records[1:]] == ["kept=k"] * (len(records) - 1)
