@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from engine.checkpointing import INTERVAL_ENV, interval_from_env
 from engine.client import EngineError
+from engine.cookiefile import Cookie, CookieFileError, format_cookies, parse_cookies
 from engine.filenames import split_output
 from engine.models import MAX_CONNECTIONS, TaskOptions
 from engine.schedule import Schedule
@@ -121,3 +122,13 @@ def validate_options(options: TaskOptions) -> None:
         raise EngineError("retries must be >= 0 and timeouts positive")
     if options.min_split < 16 * 1024:
         raise EngineError("min_split must be at least 16 KiB")
+    if options.user is not None and (
+        not options.user or any(ord(c) < 32 or ord(c) == 127 for c in options.user)
+    ):
+        raise EngineError("user must be USER[:PASSWORD] without control characters")
+    if options.cookies:
+        # Cookies from a peer (the daemon's API) meet the rules a cookies file's lines do.
+        try:
+            parse_cookies(format_cookies(tuple(Cookie(*row) for row in options.cookies)))
+        except CookieFileError:
+            raise EngineError("a cookie holds an unusable domain, name or value") from None

@@ -18,6 +18,7 @@ from typing import Protocol
 from yarl import URL
 
 from engine.backoff import parse_retry_after
+from engine.cookiefile import cookie_header, cookies_for
 from engine.errors import DownloadError, ErrorKind
 from engine.models import TaskOptions
 from engine.rangeclient import (
@@ -52,15 +53,45 @@ def check_url(url: str) -> URL:
     return u
 
 
-def request_headers(options: TaskOptions) -> dict[str, str]:
-    """Headers sent with every request of a task."""
+def credential_headers(url: URL, options: TaskOptions, now: float) -> dict[str, str]:
+    """Authorization from ``-u`` and Cookie from ``--load-cookies`` for a request of ``url`` at Unix
+    time ``now``: the cookies that match its host, path and scheme, unexpired.
+
+    The caller asks only for a URL on the task's own origin: neither goes anywhere else.
+    """
+    out = {}
+    if options.user is not None:
+        token = base64.b64encode(options.user.encode("utf-8")).decode("ascii")
+        out["Authorization"] = "Basic " + token
+    if options.cookies:
+        value = cookie_header(cookies_for(options.cookies, url.scheme, url.host or "", url.path, now))
+        if value is not None:
+            out["Cookie"] = value
+    return out
+
+
+def request_headers(options: TaskOptions, credentials: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Headers sent with every request of a task, with ``credentials`` (:func:`credential_headers`).
+
+    As in curl, an Authorization header given with ``-H`` wins over ``-u``; cookies from the file
+    are sent after a Cookie header given with ``-H``.
+    """
     headers = {"User-Agent": options.user_agent or USER_AGENT, "Accept-Encoding": "identity"}
     for name, value in options.headers:
         headers[name] = value
+    if credentials:
+        given = {name.lower(): name for name in headers}
+        for name, value in credentials.items():
+            if name.lower() == "cookie" and "cookie" in given:
+                headers[given["cookie"]] = f"{headers[given['cookie']]}; {value}"
+            elif name.lower() not in given:
+                headers[name] = value
     return headers
 
 
-def direct_headers(url: URL, options: TaskOptions) -> dict[str, str] | None:
+def direct_headers(
+    url: URL, options: TaskOptions, credentials: Mapping[str, str] | None = None
+) -> dict[str, str] | None:
     """The whole header set of a GET of ``url`` sent by fetchtop's own client instead of aiohttp.
 
     What aiohttp would send for it: Host, Accept, the task's headers, and URL credentials as Basic
@@ -69,7 +100,7 @@ def direct_headers(url: URL, options: TaskOptions) -> dict[str, str] | None:
     """
     if _netrc_may_apply():
         return None
-    given = request_headers(options)
+    given = request_headers(options, credentials)
     names = {name.lower() for name in given}
     headers = {} if "host" in names else {"Host": url.host_port_subcomponent or ""}
     if "accept" not in names:

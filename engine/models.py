@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from engine.cookiefile import CookieRow
+
 MiB = 1024 * 1024
 
 MAX_CONNECTIONS = 32
@@ -90,6 +92,11 @@ class TaskOptions:
     """Smallest range a segment is split into."""
     check_validators: bool = True
     """Send If-Range on resume; off for signed URLs whose ETag changes every time."""
+    user: str | None = None
+    """``USER:PASS`` sent as Basic auth to the URL's origin only (``-u/--user``, a config host
+    section's ``user``); an Authorization header (``-H``) wins over it."""
+    cookies: tuple[CookieRow, ...] = ()
+    """Cookies from a cookies file (``--load-cookies``), each sent only where it matches the URL."""
 
 
 @dataclass(frozen=True)

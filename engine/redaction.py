@@ -55,13 +55,29 @@ def redact_headers(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str
     return tuple((name, REDACTED if is_secret_header(name) else value) for name, value in headers)
 
 
+def redact_user(user: str | None) -> str | None:
+    """``USER:PASS`` as it may be shown: the user name, the password replaced by :data:`REDACTED`."""
+    if user is None:
+        return None
+    name, sep, _ = user.partition(":")
+    return f"{name}:{REDACTED}" if sep else name
+
+
 def redact_options(options: TaskOptions) -> TaskOptions:
-    """The options as they may be shown: secret header values and the proxy's password removed.
+    """The options as they may be shown: secret header values, the ``-u`` password, cookie values and
+    the proxy's password removed.
 
     Returns ``options`` itself when there is nothing to hide, so the common case copies nothing.
     """
     headers = redact_headers(options.headers)
     proxy = None if options.proxy is None else redact(options.proxy)
-    if headers == options.headers and proxy == options.proxy:
+    user = redact_user(options.user)
+    cookies = tuple((*row[:6], REDACTED, *row[7:]) for row in options.cookies)
+    if (
+        headers == options.headers
+        and proxy == options.proxy
+        and user == options.user
+        and cookies == options.cookies
+    ):
         return options
-    return dataclasses.replace(options, headers=headers, proxy=proxy)
+    return dataclasses.replace(options, headers=headers, proxy=proxy, user=user, cookies=cookies)

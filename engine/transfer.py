@@ -22,6 +22,7 @@ from engine.escaping import escape_controls
 from engine.events import Event, ExtraBytesIgnored, TaskRestarted, TaskRetrying
 from engine.http import (
     Validators,
+    credential_headers,
     direct_headers,
     local_error,
     request_headers,
@@ -178,6 +179,7 @@ class Transfer:
         self._numbers = itertools.count(1)
         self._extra_reported = False
         self._template: tuple[URL, dict[str, str]] | None = None
+        self._template_credentials: dict[str, str] = {}
 
     def connection_number(self) -> int:
         """A number for a new connection, unique within this run."""
@@ -195,7 +197,8 @@ class Transfer:
         a redirect that sets a cookie) is asked for again through aiohttp, which frames or keeps it.
         """
         u = URL(url)
-        sent = None if self._proxied(u) or self._limited() else direct_headers(u, self.task.options)
+        opts = self.task.options
+        sent = None if self._proxied(u) or self._limited() else direct_headers(u, opts, self._credentials(u))
         if sent is None or self.ctx.has_cookies:
             return await self.open(url, headers)
         try:
@@ -207,6 +210,7 @@ class Transfer:
         resp = piece.resp
         if resp.body is not None:  # a 200 or 206 of declared length
             self._template = (u.origin(), {k: v for k, v in sent.items() if k.lower() not in _NOT_REPEATED})
+            self._template_credentials = self._credentials(u)
             return piece
         if resp.status >= 400:
             return piece
@@ -225,6 +229,16 @@ class Transfer:
                 f"malformed URL: {escape_controls(redact(location))}", permanent=True, kind=ErrorKind.URL
             ) from None
         return await self.open(str(target), headers, followed=1, cross_origin=cross_origin)
+
+    def _credentials(self, url: URL) -> dict[str, str]:
+        """``-u`` and ``--load-cookies`` headers for ``url``: none unless it is on the task's origin
+        (a redirect elsewhere leads them nowhere, as aiohttp drops what it was given)."""
+        try:
+            if url.origin() != URL(self.task.url).origin():
+                return {}
+        except ValueError:
+            return {}
+        return credential_headers(url, self.task.options, time.time())
 
     def _proxied(self, url: URL) -> bool:
         return bool(self.task.options.proxy) or _env_proxy(url)
@@ -245,7 +259,10 @@ class Transfer:
         from engine.connector import BoundedConnector
 
         opts = self.task.options
-        all_headers = {**request_headers(opts), **headers}
+        all_headers = {
+            **request_headers(opts, {} if cross_origin else self._credentials(URL(url))),
+            **headers,
+        }
         if cross_origin:
             all_headers = {k: v for k, v in all_headers.items() if k.lower() not in _ORIGIN_BOUND}
         try:
@@ -280,6 +297,7 @@ class Transfer:
                 resp.url.origin(),
                 {k: v for k, v in sent.items() if k.lower() not in _NOT_REPEATED},
             )
+            self._template_credentials = self._credentials(resp.url)
         return Response(resp, slot)
 
     def piece_headers(self, url: str) -> dict[str, str] | None:
@@ -293,7 +311,13 @@ class Transfer:
         if self._limited():
             return None
         origin, headers = self._template
-        return dict(headers) if URL(url).origin() == origin else None
+        u = URL(url)
+        if u.origin() != origin:
+            return None
+        if self.task.options.cookies and self._credentials(u) != self._template_credentials:
+            # A file cookie expired since the template was made: aiohttp's path sends what is due now.
+            return None
+        return dict(headers)
 
     async def open_piece(self, url: str, headers: dict[str, str]) -> Piece:
         """Send a piece request on the range client holding a host slot; the caller closes the result."""

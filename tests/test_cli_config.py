@@ -129,6 +129,8 @@ def test_a_host_sections_user_is_sent_as_the_urls_credentials_and_never_shown(
         ),
         ("jobs = 2\nconections = 3\n", "key 'conections': unknown key (did you mean 'connections'?)"),
         ("[hosts.'h.example']\nuser = 'bob'\n", "key 'user': expected USER:PASSWORD"),
+        # At the top a password would go to every host: only a host section may hold one.
+        ("user = 'bob:pw'\n", "key 'user': would go to every host"),
         ("connections = \n", "invalid TOML: "),
     ],
 )

@@ -119,8 +119,9 @@ URL = "http://127.0.0.1:9/x.bin"
         (["-x", "33", URL], "32"),
         (["--timeout", "-1", URL], "--timeout"),
         (["-H", "no colon here", URL], "header"),
-        # No abbreviations: argparse would take these for --user-agent and send the password.
-        (["--user", "alice:pw", URL], "--user"),
+        # No abbreviations: argparse would take these for --user or --user-agent (and send the
+        # password as the User-Agent).
+        (["--use", "alice:pw", URL], "--use"),
         (["--user-a", "x", URL], "--user-a"),
         (["--conn", "2", URL], "--conn"),
         (["-o", "sub/", "SRV/a.bin"], "directory"),

@@ -108,3 +108,15 @@ def test_no_secret_value_survives(
     assert all(kept == REDACTED for (name, _), (_, kept) in zip(secret, shown.headers, strict=False))
     assert shown.proxy == "http://127.0.0.1:3128"
     assert redact_options(shown) == shown
+
+
+@given(user=st.text(min_size=1, max_size=20), value=st.text(min_size=1, max_size=20))
+def test_redact_options_hides_the_user_password_and_cookie_values(user: str, value: str) -> None:
+    from engine.cookiefile import Cookie
+
+    name = user.partition(":")[0]
+    options = TaskOptions(user=user, cookies=(Cookie("example.com", True, "/", False, 0, "sid", value),))
+    shown = redact_options(options)
+    assert shown.user == (f"{name}:{REDACTED}" if ":" in user else user)
+    assert shown.cookies == (("example.com", True, "/", False, 0, "sid", REDACTED, False),)
+    assert shown.user is not None and shown.user.partition(":")[2] in ("", REDACTED)

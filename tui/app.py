@@ -343,7 +343,8 @@ class FetchtopApp(App[int]):
             if request is not None:
                 self.add_urls([request.url], request.options, select=True)
 
-        self.push_screen(AddDialog(self.options), done)
+        # -u and --load-cookies were for the URLs on the command line, not for one typed here.
+        self.push_screen(AddDialog(dataclasses.replace(self.options, user=None, cookies=())), done)
 
     def ask_remove(self, task: TaskSnapshot) -> None:
         """Confirm, then cancel and remove a task, deleting its partial file if asked."""

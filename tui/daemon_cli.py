@@ -123,6 +123,9 @@ def _daemon(argv: list[str]) -> int:
     args = parse_download_args(parser, argv)
     if args.output:
         raise UsageError("-o/--output names one file: give it to 'fetchtop add', not to the daemon")
+    if args.user is not None or args.load_cookies is not None:
+        # As defaults they would go to every host; and a password in the daemon's argv is in ps.
+        raise UsageError("-u/--user and --load-cookies are per download: give them to 'fetchtop add'")
     request = download_request(args, require_urls=False)
     refuse_host_sections(request, "'fetchtop daemon'")
     where = Locations.resolve(args.state_dir, args.socket)

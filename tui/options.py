@@ -7,6 +7,7 @@ it loads must reach main()'s handler, not print a traceback from the console scr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from engine.config import EngineConfig
+    from engine.cookiefile import CookieRow
     from engine.models import TaskOptions
     from engine.schedule import Schedule
     from tui.configfile import Config
@@ -31,7 +33,7 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line, not a usage dump, and that takes no abbreviations.
 
-    argparse would read ``--user alice:pw`` as ``--user-agent alice:pw`` (and send the password
+    argparse would read ``--user-a alice:pw`` as ``--user-agent alice:pw`` (and send the password
     as the User-Agent): every option must be spelled out.
     """
 
@@ -181,6 +183,17 @@ def add_download_options(parser: argparse.ArgumentParser) -> None:
         help="extra header",
     )
     parser.add_argument("--user-agent", metavar="UA", help="User-Agent to send")
+    parser.add_argument(
+        "-u",
+        "--user",
+        metavar="USER[:PASS]",
+        help="Basic auth for the URL's host only (asks for the password on a terminal if not given)",
+    )
+    parser.add_argument(
+        "--load-cookies",
+        metavar="FILE",
+        help="send the matching cookies of a Netscape cookies.txt (the URL's host only)",
+    )
     parser.add_argument("--proxy", metavar="URL", help="proxy (default: HTTP(S)_PROXY / NO_PROXY)")
     parser.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     parser.add_argument(
@@ -211,6 +224,54 @@ def read_url_file(path: str) -> list[str]:
         if line and not line.startswith("#"):
             urls.append(line)
     return urls
+
+
+def ask_user(user: str) -> str:
+    """``USER:PASS`` from ``-u``: as given, or with the password asked for on the terminal (never
+    echoed) when only ``USER`` is. Raises UsageError when there is no terminal to ask on."""
+    if ":" in user:
+        return user
+    if not _have_terminal():
+        raise UsageError(
+            f"-u/--user {user!r} has no password and there is no terminal to ask on (use USER:PASS)"
+        )
+    import getpass
+
+    try:
+        password = getpass.getpass(f"Enter host password for user '{user}': ")
+    except EOFError:
+        raise UsageError("-u/--user: no password given") from None
+    return f"{user}:{password}"
+
+
+def _have_terminal() -> bool:
+    """Whether a controlling terminal is there for getpass (it asks on /dev/tty, as curl does: a
+    piped stdin, ``-i -``, is no obstacle); without one getpass would read stdin with echo on."""
+    import os
+
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def read_cookie_file(path: str) -> tuple[CookieRow, ...]:
+    """The cookies of a Netscape cookies file, as TaskOptions carries them; UsageError names the
+    file and the bad line (never its value)."""
+    from engine.cookiefile import CookieFileError, parse_cookies
+
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read cookies file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"cookies file {path} is not UTF-8 text") from None
+    try:
+        return parse_cookies(text)
+    except CookieFileError as exc:
+        raise UsageError(f"cookies file {path}: {exc}") from None
 
 
 def download_request(args: argparse.Namespace, require_urls: bool) -> DownloadRequest:
@@ -244,6 +305,9 @@ def download_request(args: argparse.Namespace, require_urls: bool) -> DownloadRe
         lowest_speed=args.lowest_speed,
         connect_timeout=args.connect_timeout,
         check_validators=not args.no_if_range,
+        # Asked last: a usage error above is reported before anyone types a password.
+        user=None if args.user is None else ask_user(args.user),
+        cookies=() if args.load_cookies is None else read_cookie_file(args.load_cookies),
     )
     try:
         options = resolve_output(options)
@@ -252,12 +316,15 @@ def download_request(args: argparse.Namespace, require_urls: bool) -> DownloadRe
         raise UsageError(str(exc)) from None
     if args.checksum_file is not None:
         options = with_checksum_file(options, args.checksum_file, args.checksum_missing == "ok", urls)
+    # Credentials are for the URLs given here: a download added later (the dashboard's dialog, an
+    # API client naming no options) from the defaults must not carry them to its own host.
+    defaults = dataclasses.replace(options, user=None, cookies=())
     config = EngineConfig(
         jobs=args.jobs,
         per_host=args.per_host,
         speed_limit=args.limit_rate,
         schedule=args.schedule,
-        defaults=options,
+        defaults=defaults,
         on_complete=args.on_complete or (),
         on_error=args.on_error or (),
     )
@@ -382,6 +449,7 @@ CONFIG_NOT_HERE = {
     "input-file": "give -i/--input-file on the command line",
     "checksum": "is one file's checksum: give --checksum on the command line",
     "metrics-port": "give --metrics-port to the one process that serves /metrics",
+    "user": 'would go to every host: put it in a [hosts."NAME"] section, or give -u',
     "config": "cannot name another config file",
     "no-config": "cannot be set in a config file",
 }
