@@ -304,7 +304,8 @@ async def download(request: DownloadRequest, reporter: Reporter) -> int:
             schedule = engine.snapshot().schedule
             if schedule is not None:  # applied at start, before there was anyone to tell
                 reporter.scheduled(schedule)
-            ids = [await engine.add(url, options) for url, options in request.downloads]
+            downloads = request.downloads or tuple((url, request.options) for url in request.urls)
+            ids = [await engine.add(url, options) for url, options in downloads]
 
             async def pump() -> None:
                 async for event in events:
