@@ -94,6 +94,7 @@ class Engine:
         self._downloaded = 0
         self._session: aiohttp.ClientSession | None = None
         self._started = False
+        self._running = 0
         self._range_client = RangeClient()
         self._ticker: asyncio.Task[None] | None = None
         self._closed = False
@@ -206,6 +207,11 @@ class Engine:
     def has_cookies(self) -> bool:
         """Whether the HTTP client session holds cookies a server set (the range client sends none)."""
         return self._session is not None and len(self._session.cookie_jar) > 0
+
+    @property
+    def running_downloads(self) -> int:
+        """Downloads running now, all tasks together (they share the receive-buffer budget)."""
+        return self._running
 
     @property
     def range_client(self) -> RangeClient:
@@ -514,6 +520,7 @@ class Engine:
 
     async def _run(self, task: Task) -> None:
         self._bus.publish(TaskStarted(time.time(), task.id, url=task.display_url))
+        self._running += 1
         try:
             await Download(task, self).run()
         except asyncio.CancelledError:
@@ -527,6 +534,7 @@ class Engine:
         except Exception as exc:  # a bug must fail one task, not the engine
             self._fail(task, classify(exc).reason)
         finally:
+            self._running -= 1
             task.runner = None
             task.changed()  # the run's cleanup (last writes, connections closed) came after the state
             if not self._closed:

@@ -56,6 +56,9 @@ IOV_MAX = 1024
 """Most buffers one pwritev takes on Linux (a chunked body of tiny chunks would exceed it)."""
 FLUSH_INTERVAL = 1.0
 """Seconds a received byte may wait in memory before it is written."""
+ENGINE_BUFFER_BUDGET = 64 * MiB
+"""Receive buffers of all the engine's running downloads together stay near this (each connection
+of the range client owns one), so fifty small downloads do not hold 8 MiB each."""
 PIECE_BLOCK_MAX = 4 * MiB
 """Largest receive buffer of a connection on the buffered body path."""
 PROGRESS_INTERVAL = 0.25
@@ -83,6 +86,11 @@ class Context(Protocol):
     @property
     def has_cookies(self) -> bool:
         """Whether the HTTP client session holds cookies a server set (the range client sends none)."""
+        ...
+
+    @property
+    def running_downloads(self) -> int:
+        """Downloads running now, all tasks together (they share the receive-buffer budget)."""
         ...
 
     @property
@@ -362,8 +370,10 @@ class Transfer:
 
     def _piece_block(self) -> int:
         # One buffer per connection on this path: its thread receives and writes in turn.
-        per_connection = BUFFER_BUDGET // max(1, self.task.max_connections)
-        return max(256 * 1024, min(PIECE_BLOCK_MAX, per_connection))
+        connections = max(1, self.task.max_connections)
+        per_connection = BUFFER_BUDGET // connections
+        shared = ENGINE_BUFFER_BUDGET // max(1, self.ctx.running_downloads) // connections
+        return max(256 * 1024, min(PIECE_BLOCK_MAX, per_connection, shared))
 
     def _extra_ignored(self, extra: int) -> None:
         """Report, once per run, a server that sent more body than its Content-Length."""
