@@ -61,8 +61,7 @@ def credential_headers(url: URL, options: TaskOptions, now: float) -> dict[str, 
     """
     out = {}
     if options.user is not None:
-        token = base64.b64encode(options.user.encode("utf-8")).decode("ascii")
-        out["Authorization"] = "Basic " + token
+        out["Authorization"] = basic_auth(options.user.encode("utf-8"))
     if options.cookies:
         value = cookie_header(cookies_for(options.cookies, url.scheme, url.host or "", url.path, now))
         if value is not None:
@@ -113,8 +112,13 @@ def direct_headers(
             token = f"{url.user}:{url.password or ''}".encode("latin-1")
         except UnicodeEncodeError:
             return None
-        headers["Authorization"] = "Basic " + base64.b64encode(token).decode("ascii")
+        headers["Authorization"] = basic_auth(token)
     return headers
+
+
+def basic_auth(user_and_password: bytes) -> str:
+    """The Authorization value of HTTP Basic auth for ``USER:PASSWORD`` already encoded."""
+    return "Basic " + base64.b64encode(user_and_password).decode("ascii")
 
 
 def _netrc_may_apply() -> bool:

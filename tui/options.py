@@ -66,14 +66,20 @@ class DownloadRequest:
     as the URL's credentials), a large checksum table cut to that download's lines."""
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str, least: int) -> int:
+    """``text`` as a whole number of at least ``least``; argparse's error for anything else."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < least:
+        wanted = "at least 1" if least == 1 else f"{least} or more"
+        raise argparse.ArgumentTypeError(f"must be {wanted}, got {value}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _whole_number(text, 1)
 
 
 def _seconds(text: str) -> float:
@@ -518,13 +524,7 @@ def _config_specs() -> dict[str, Any]:
         return value
 
     def retries(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-        return value
+        return _whole_number(text, 0)
 
     def header(text: str) -> tuple[str, str]:
         try:
